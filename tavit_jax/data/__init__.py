@@ -1,0 +1,1 @@
+"""Data layer: TFDS builders, degradations, grain pipelines (see SPEC §3)."""

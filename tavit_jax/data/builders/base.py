@@ -1,0 +1,116 @@
+"""Shared machinery for the project's TFDS builders.
+
+Every builder writes `array_record` files so that `tfds.data_source` + grain read them
+without TensorFlow. Images are validated and normalised to 8-bit RGB while building
+(`images.read_rgb8`), so a corrupt file fails the build naming the file, not a training
+step hours later.
+"""
+
+import logging
+import os
+from typing import Iterable, Iterator, Optional
+
+import tensorflow_datasets as tfds
+
+from tavit_jax.data import images
+from tavit_jax.errors import BadImageError, MissingDataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def image_feature() -> tfds.features.Image:
+  return tfds.features.Image(shape=(None, None, 3), encoding_format="png")
+
+
+def clean_features() -> tfds.features.FeaturesDict:
+  """A clean image to be degraded on the fly, and its name."""
+  return tfds.features.FeaturesDict({"image": image_feature(), "name": tfds.features.Text()})
+
+
+def paired_features() -> tfds.features.FeaturesDict:
+  """A degraded input, its clean target (same size) and their name."""
+  return tfds.features.FeaturesDict({
+      "input": image_feature(),
+      "target": image_feature(),
+      "name": tfds.features.Text(),
+  })
+
+
+def list_images(folder: os.PathLike) -> list[str]:
+  """Image files directly inside `folder`, sorted by name."""
+  return sorted(
+      os.path.join(folder, f) for f in os.listdir(folder)
+      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+
+
+class ImageBuilder(tfds.core.GeneratorBasedBuilder):
+  """Base of every tavit_jax builder: array_record output, validated images.
+
+  Args (besides TFDS's): `skip_bad_images`: skip and count unreadable images instead of
+  stopping the build at the first one.
+  """
+
+  FEATURES = "clean"  # or "paired"
+  DESCRIPTION = ""
+  HOMEPAGE = ""
+  # One line shown when the manual folder is missing: what to download, where to put it.
+  MANUAL_HINT = ""
+
+  def __init__(self, *, skip_bad_images: bool = False, **kwargs):
+    kwargs.setdefault("file_format", "array_record")
+    super().__init__(**kwargs)
+    self.skip_bad_images = skip_bad_images
+    self.skipped: list[str] = []
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = paired_features() if self.FEATURES == "paired" else clean_features()
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.DESCRIPTION, features=features, homepage=self.HOMEPAGE)
+
+  def _manual_root(self, dl_manager, *required: str) -> str:
+    """The manual folder, after checking that the `required` sub-paths exist."""
+    root = os.fspath(dl_manager.manual_dir)
+    missing = [r for r in required if not os.path.exists(os.path.join(root, r))]
+    if missing:
+      raise MissingDataError(
+          f"{self.name}: '{os.path.join(root, missing[0])}' not found. {self.MANUAL_HINT} "
+          f"(pass its parent folder as --manual_dir)")
+    return root
+
+  def _read(self, path: str) -> Optional[bytes]:
+    """PNG bytes of `path` as 8-bit RGB, or None if it is bad and skipping was asked for."""
+    try:
+      return images.encode_png(images.read_rgb8(path))
+    except BadImageError:
+      if not self.skip_bad_images:
+        raise
+      logging.warning("skipping unreadable image %s", path)
+      self.skipped.append(path)
+      return None
+
+  def _clean_examples(self, paths: Iterable[str], root: str) -> Iterator[tuple[str, dict]]:
+    for path in paths:
+      data = self._read(path)
+      if data is not None:
+        name = os.path.relpath(path, root)
+        yield name, {"image": data, "name": name}
+
+  def _paired_examples(self, pairs: Iterable[tuple[str, str]], root: str) -> Iterator[tuple[str, dict]]:
+    for input_path, target_path in pairs:
+      pixels = []
+      for path in (input_path, target_path):
+        try:
+          pixels.append(images.read_rgb8(path))
+        except BadImageError:
+          if not self.skip_bad_images:
+            raise
+          logging.warning("skipping unreadable image %s", path)
+          self.skipped.append(path)
+      if len(pixels) < 2:
+        continue
+      if pixels[0].shape != pixels[1].shape:
+        raise BadImageError(
+            f"pair of different sizes: {input_path} is {pixels[0].shape[1]}x{pixels[0].shape[0]}, "
+            f"{target_path} is {pixels[1].shape[1]}x{pixels[1].shape[0]}")
+      name = os.path.relpath(target_path, root)
+      yield name, {"input": images.encode_png(pixels[0]), "target": images.encode_png(pixels[1]), "name": name}
