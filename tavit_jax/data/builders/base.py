@@ -43,6 +43,22 @@ def list_images(folder: os.PathLike) -> list[str]:
       if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
 
 
+def pair_by_stem(input_dir: str, target_dir: str) -> list[tuple[str, str]]:
+  """(input, target) paths matched by file stem, sorted; an unmatched file is an error.
+
+  Stems, not names, because some copies store inputs and targets in different formats.
+  """
+  inputs = {os.path.splitext(os.path.basename(p))[0]: p for p in list_images(input_dir)}
+  targets = {os.path.splitext(os.path.basename(p))[0]: p for p in list_images(target_dir)}
+  for mine, other, other_dir in ((inputs, targets, target_dir), (targets, inputs, input_dir)):
+    lonely = sorted(set(mine) - set(other))
+    if lonely:
+      raise MissingDataError(
+          f"'{mine[lonely[0]]}' has no partner named '{lonely[0]}.*' in '{other_dir}' "
+          f"({len(lonely)} unpaired file(s) there)")
+  return [(inputs[s], targets[s]) for s in sorted(inputs)]
+
+
 class ImageBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of every tavit_jax builder: array_record output, validated images.
 
@@ -69,7 +85,11 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _manual_root(self, dl_manager, *required: str) -> str:
     """The manual folder, after checking that the `required` sub-paths exist."""
-    root = os.fspath(dl_manager.manual_dir)
+    try:
+      root = os.fspath(dl_manager.manual_dir)
+    except AssertionError:  # TFDS asserts when the folder is absent or empty.
+      root = os.fspath(dl_manager._manual_dir)  # pylint: disable=protected-access
+      required = required or ("",)
     missing = [r for r in required if not os.path.exists(os.path.join(root, r))]
     if missing:
       raise MissingDataError(

@@ -1,0 +1,81 @@
+"""The four restoration tasks: where each one's data comes from and how it is degraded.
+
+A suite maps each task to its training split, its training degradation and its named
+evaluation sets. `default` degrades the offline `tavit_default` images on the fly;
+`div2k` does the same with DIV2K (needs internet and TensorFlow to prepare); `paper`
+reads the paper's datasets (SPEC §3), paired ones with the identity degradation.
+"""
+
+import dataclasses
+from typing import Mapping
+
+from tavit_jax.data.datasets import Split
+from tavit_jax.errors import TavitError
+
+TASKS = ("deblocking", "denoising", "deraining", "deblurring")
+
+# (degradation name, parameters) as accepted by `degradations.make`.
+DegradationSpec = tuple[str, Mapping]
+
+JPEG_TRAIN = ("jpeg", {"quality": (10, 50)})
+JPEG_Q10 = ("jpeg", {"quality": 10})
+JPEG_Q50 = ("jpeg", {"quality": 50})
+NOISE_30 = ("gaussian_noise", {"sigma": 30})
+IDENTITY = ("identity", {})
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+  split: Split
+  degradation: DegradationSpec = IDENTITY
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+  train: Split
+  train_degradation: DegradationSpec
+  evals: Mapping[str, EvalSet]
+
+
+def _synthetic_suite(train: Split, test: Split) -> dict[str, TaskData]:
+  """Every task degrades the same clean images on the fly."""
+  return {
+      "deblocking": TaskData(train, JPEG_TRAIN, {
+          "q10": EvalSet(test, JPEG_Q10), "q50": EvalSet(test, JPEG_Q50)}),
+      "denoising": TaskData(train, NOISE_30, {"sigma30": EvalSet(test, NOISE_30)}),
+      "deraining": TaskData(train, ("rain", {"level": ("light", "heavy")}), {
+          "light": EvalSet(test, ("rain", {"level": "light"})),
+          "heavy": EvalSet(test, ("rain", {"level": "heavy"}))}),
+      "deblurring": TaskData(train, ("motion_blur", {"part": "train"}), {
+          "shake": EvalSet(test, ("motion_blur", {"part": "test"}))}),
+  }
+
+
+PAPER_SUITE = {
+    "deblocking": TaskData(Split("voc2012_aug", "train"), JPEG_TRAIN, {
+        "q10": EvalSet(Split("voc2012_aug", "validation"), JPEG_Q10),
+        "q50": EvalSet(Split("voc2012_aug", "validation"), JPEG_Q50)}),
+    "denoising": TaskData(Split("bsds500", "train"), NOISE_30, {
+        "cbsd68_sigma30": EvalSet(Split("bsds500", "test"), NOISE_30)}),
+    "deraining": TaskData(Split("rain13k", "train"), IDENTITY, {
+        "rain100h": EvalSet(Split("rain13k", "test_rain100h")),
+        "rain100l": EvalSet(Split("rain13k", "test_rain100l"))}),
+    "deblurring": TaskData(Split("gopro", "train"), IDENTITY, {
+        "gopro": EvalSet(Split("gopro", "test"))}),
+}
+
+SUITES = {
+    "default": _synthetic_suite(Split("tavit_default", "train"), Split("tavit_default", "test")),
+    "tiny": _synthetic_suite(Split("tavit_default/tiny", "train"), Split("tavit_default/tiny", "test")),
+    "div2k": _synthetic_suite(Split("div2k", "train", "hr"), Split("div2k", "validation", "hr")),
+    "paper": PAPER_SUITE,
+}
+
+
+def task_data(task: str, suite: str = "default") -> TaskData:
+  """The suite's data for `task`."""
+  if suite not in SUITES:
+    raise TavitError(f"unknown data suite '{suite}'; known: {', '.join(SUITES)}")
+  if task not in TASKS:
+    raise TavitError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
+  return SUITES[suite][task]
