@@ -3,23 +3,27 @@
 Prints a Markdown table (the calibration of the synthetic degradations on the held-out
 `tavit_default` test photographs) and writes a picture of one crop per eval set.
 
-  python experiments/input_quality.py [--suite=default] [--out=input_quality]
+  python experiments/input_quality.py --config=configs/default.py [--out=input_quality]
 
 Expected on the default suite (3 photographs): deblocking q10 ≈ 26 dB, q50 ≈ 32 dB;
 denoising σ30 ≈ 19 dB; deraining light ≈ 27 dB (Y), heavy ≈ 14 dB (Y); deblurring ≈ 24 dB.
 """
 
-import argparse
 import os
 
+from absl import flags
+from ml_collections import config_flags
 import numpy as np
 import PIL.Image
 
 from tavit_jax import metrics
 from tavit_jax.data import images, pipeline, tasks
-from tavit_jax.errors import exit_on_user_error
+from tavit_jax.errors import run_app
 
 CROP = 160
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "experiment config (its `data` section)")
+_OUT = flags.DEFINE_string("out", "input_quality", "folder for the table and the picture")
 
 
 def measure(suite: str, data_dir):
@@ -56,21 +60,17 @@ def save_crops(crops: dict, path: str) -> None:
   print(f"crops (left to right: {', '.join(names)}) in {path}")
 
 
-@exit_on_user_error
-def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--suite", default="default", choices=sorted(tasks.SUITES))
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default="input_quality", help="folder for the table and the picture")
-  args = parser.parse_args()
-  rows, crops = measure(args.suite, args.data_dir)
+def main(argv):
+  del argv
+  data = _CONFIG.value.data
+  rows, crops = measure(data.suite, data.data_dir)
   table = markdown(rows)
   print(table)
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "input_quality.md"), "w") as f:
+  os.makedirs(_OUT.value, exist_ok=True)
+  with open(os.path.join(_OUT.value, "input_quality.md"), "w") as f:
     f.write(table + "\n")
-  save_crops(crops, os.path.join(args.out, "input_crops.png"))
+  save_crops(crops, os.path.join(_OUT.value, "input_crops.png"))
 
 
 if __name__ == "__main__":
-  main()
+  run_app(main)

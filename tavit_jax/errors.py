@@ -32,3 +32,34 @@ def exit_on_user_error(main):
       sys.exit(2)
 
   return wrapped
+
+
+def _flag_error_message(error: Exception) -> str:
+  """One line from absl / ml_collections flag errors (a misspelt config key is a KeyError)."""
+  if isinstance(error, (KeyError, AttributeError)) and error.args:
+    inner = error.args[0]
+    if isinstance(inner, KeyError) and inner.args:
+      inner = inner.args[0]
+    key, _, hint = str(inner).partition("\n")
+    return f"config has no key {key}" + (f" ({hint})" if hint else "")
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if isinstance(error, OSError) else " ".join(lines)
+
+
+def run_app(main) -> None:
+  """`absl.app.run(main)` where flag and config-override mistakes and `TavitError`s print
+  one line and exit 2 instead of a traceback."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+  def parse(argv):
+    try:
+      remaining = flags.FLAGS(argv)
+      for name in flags.FLAGS:
+        # A config file that failed to load raises on first attribute access: touch them all.
+        hasattr(getattr(flags.FLAGS, name), "to_dict")
+      return remaining
+    except (flags.Error, OSError, KeyError, AttributeError, ValueError, TypeError) as e:
+      print(f"error: {_flag_error_message(e)}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(exit_on_user_error(main), flags_parser=parse)

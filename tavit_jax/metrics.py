@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# BT.601 studio-range luma for R, G, B in [0, 1]: Y in [16, 235] (divide by 255 for [0, 1]).
-_Y_WEIGHTS = (65.481, 128.553, 24.966)
+from tavit_jax import color
 
 # What each task reports besides RGB PSNR/SSIM (the paper's own numbers are RGB).
 TASK_METRICS = {
@@ -28,8 +27,7 @@ TASK_METRICS = {
 
 def rgb_to_y(rgb):
   """BT.601 studio-range luma, scaled to [0, 1] by 255 like the 8-bit convention."""
-  y = 16.0 + sum(w * rgb[..., i] for i, w in enumerate(_Y_WEIGHTS))
-  return (y / 255.0)[..., None]
+  return (color.luma(jnp.asarray(rgb, jnp.float32)) / 255.0)[..., None]
 
 
 def psnr(a, b):

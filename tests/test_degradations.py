@@ -8,7 +8,8 @@ import pytest
 import skimage.data
 
 from tavit_jax.data import degradations
-from tavit_jax.data.degradations import blur, jpeg, trajectories, ycbcr
+from tavit_jax import color
+from tavit_jax.data.degradations import blur, jpeg, trajectories
 from tavit_jax.errors import TavitError
 
 ALL = {
@@ -41,7 +42,7 @@ def _psnr(a, b, peak=1.0):
 
 def _y_psnr(a, b):
   """Deraining convention: BT.601 studio Y on [16,235], peak 255."""
-  return _psnr(ycbcr.luma(np.float64(a)), ycbcr.luma(np.float64(b)), peak=255.0)
+  return _psnr(color.luma(np.float64(a)), color.luma(np.float64(b)), peak=255.0)
 
 
 # Interface ---------------------------------------------------------------------------------

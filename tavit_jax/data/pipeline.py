@@ -163,6 +163,15 @@ def clients_dataset(clients: Sequence[ClientData], *, workers: int = 0, **kwargs
   return stacked
 
 
+def clients_dataset_from_config(config) -> grain.IterDataset:
+  """`clients_dataset` for `config.clients` and `config.data` (see configs/default.py)."""
+  data = config.data
+  return clients_dataset(
+      assign_clients(list(config.clients)), suite=data.suite, batch_size=data.batch_size,
+      patch_size=data.patch_size, patches_per_image=data.patches_per_image, seed=config.seed,
+      read_threads=data.read_threads, workers=data.workers, data_dir=data.data_dir)
+
+
 def _stable_seed(*parts) -> int:
   """A seed from strings and ints that is the same in every process and Python run."""
   return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF

@@ -15,7 +15,8 @@ from typing import Tuple, Union
 import numpy as np
 import PIL.Image
 
-from tavit_jax.data.degradations import base, ycbcr
+from tavit_jax import color
+from tavit_jax.data.degradations import base
 
 METHODS = ("pil", "dct")
 
@@ -63,14 +64,14 @@ def dct_jpeg(clean: np.ndarray, quality: int) -> np.ndarray:
   """The paper's float simulation; the 8×8 grid starts at the top-left pixel."""
   h, w, _ = clean.shape
   pad = ((0, -h % 8), (0, -w % 8), (0, 0))
-  x = np.pad(ycbcr.rgb_to_ycbcr(clean), pad, mode="symmetric") - np.float32(128)
+  x = np.pad(color.rgb_to_ycbcr(clean), pad, mode="symmetric") - np.float32(128)
   hb, wb = x.shape[0] // 8, x.shape[1] // 8
   blocks = x.reshape(hb, 8, wb, 8, 3).transpose(0, 2, 4, 1, 3)  # (hb, wb, 3, 8, 8)
   d, table = _dct_matrix(), quant_table(quality)
   coefficients = np.round((d @ blocks @ d.T) / table) * table
   blocks = d.T @ coefficients @ d
   x = blocks.transpose(0, 3, 1, 4, 2).reshape(hb * 8, wb * 8, 3)[:h, :w] + np.float32(128)
-  return np.clip(ycbcr.ycbcr_to_rgb(x), 0, 1)
+  return np.clip(color.ycbcr_to_rgb(x), 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)

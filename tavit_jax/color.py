@@ -1,5 +1,8 @@
 """BT.601 studio-range YCbCr on [0,255], the colour space of the paper's JPEG simulation
-and of the deraining literature's Y-channel PSNR (matches `skimage.color.rgb2ycbcr`)."""
+and of the deraining literature's Y-channel PSNR (matches `skimage.color.rgb2ycbcr`).
+
+Works on numpy and jax arrays alike (host degradations and jitted metrics share it).
+"""
 
 import numpy as np
 

@@ -1,0 +1,56 @@
+"""The offline default dataset and the `tavit-data` command, bad input included."""
+
+import numpy as np
+import pytest
+
+from tavit_jax.data import cli, datasets, dead_leaves
+from tavit_jax.data.builders import tavit_default
+from tavit_jax.errors import MissingDataError, TavitError
+
+
+def test_default_test_photos_are_held_out(data_dir):
+  builder = datasets.get_builder("tavit_default/tiny", data_dir)
+  names = {split: {e["name"].decode() for e in builder.as_data_source(split)} for split in ("train", "test")}
+  assert names["test"] == set(tavit_default.TEST_PHOTOS)
+  assert names["train"] == set(tavit_default.TRAIN_PHOTOS) | {f"dead_leaves_{i:04d}" for i in range(4)}
+  test_pixels = [e["image"] for e in builder.as_data_source("test")]
+  for example in builder.as_data_source("train"):
+    assert not any(example["image"].shape == p.shape and np.array_equal(example["image"], p) for p in test_pixels)
+
+
+def test_dead_leaves_are_seeded_and_cover_the_canvas():
+  palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+  a = dead_leaves.dead_leaves(64, np.random.default_rng(3), palette)
+  b = dead_leaves.dead_leaves(64, np.random.default_rng(3), palette)
+  c = dead_leaves.dead_leaves(64, np.random.default_rng(4), palette)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+  assert len(np.unique(a.reshape(-1, 3), axis=0)) > 20  # Many disks, shading and anti-aliased edges.
+
+
+def test_unbuilt_manual_dataset_says_how_to_build_it(tmp_path):
+  with pytest.raises(MissingDataError, match="tavit-data build --dataset=rain13k --manual_dir"):
+    datasets.open_split(datasets.Split("rain13k", "train"), str(tmp_path))
+
+
+def test_unknown_dataset_and_split_are_named(data_dir):
+  with pytest.raises(TavitError, match="unknown dataset 'gopr0'.*gopro"):
+    datasets.get_builder("gopr0", data_dir)
+  with pytest.raises(TavitError, match="no split 'validation'.*test, train"):
+    datasets.open_split(datasets.Split("tavit_default/tiny", "validation"), data_dir)
+
+
+def test_cli_stats_prints_split_table(data_dir, capsys):
+  cli.main(["stats", "--dataset=tavit_default/tiny", f"--data_dir={data_dir}"])
+  out = capsys.readouterr().out
+  assert "| test | 3 | 0.64 |" in out and "| train | 7 |" in out
+
+
+def test_cli_user_error_is_one_line_without_traceback(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["build", "--dataset=gopro", f"--data_dir={tmp_path}", f"--manual_dir={tmp_path / 'nowhere'}"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: gopro:") and "GOPRO_Large" in err and "\n" not in err
+  assert "Traceback" not in err
