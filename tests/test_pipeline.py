@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tavit_jax.data import degradations, pipeline
+from tavit_jax.errors import TavitError
 
 SMALL = dict(suite="tiny", batch_size=4, patch_size=32, patches_per_image=2)
 
@@ -112,5 +113,11 @@ def test_eval_images_are_deterministic_whole_and_quantised(data_dir):
 
 
 def test_unknown_eval_set_is_named(data_dir):
-  with pytest.raises(ValueError, match="q30"):
+  with pytest.raises(TavitError, match="q30"):
     next(pipeline.eval_images("deblocking", "q30", suite="tiny", data_dir=data_dir))
+
+
+def test_more_clients_than_images_is_a_clear_error(data_dir):
+  clients = pipeline.assign_clients(["denoising"] * 8)  # The tiny train split has 7 images.
+  with pytest.raises(TavitError, match="denoising_7: shard 7 of 8 .* is empty"):
+    pipeline.client_images(clients[7], "tiny", data_dir)

@@ -20,6 +20,7 @@ import numpy as np
 
 from tavit_jax.data import datasets, degradations, images
 from tavit_jax.data.tasks import TaskData, task_data
+from tavit_jax.errors import TavitError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,7 @@ class _SplitPatches(grain.experimental.FlatMapTransform):
     self.max_fan_out = patches_per_image
 
   def flat_map(self, patches):
-    return [{"input": p[0], "target": p[1]} for p in patches.astype(np.float32)]
+    return [{"input": p[0], "target": p[1]} for p in patches]
 
 
 def client_images(client: ClientData, suite: str = "default", data_dir: Optional[str] = None) -> grain.MapDataset:
@@ -114,7 +115,8 @@ def client_images(client: ClientData, suite: str = "default", data_dir: Optional
   source = datasets.open_split(train_split, data_dir)
   shard = grain.MapDataset.source(source)[client.shard_index::client.num_shards]
   if len(shard) == 0:
-    raise ValueError(f"client {client.name}: shard {client.shard_index} of {train_split} is empty")
+    raise TavitError(f"client {client.name}: shard {client.shard_index} of {client.num_shards} "
+                     f"of {train_split} is empty (more clients than images)")
   return shard
 
 
@@ -141,8 +143,9 @@ def train_dataset(
   sampler = PatchSampler(degradations.make(data.train_degradation[0], **data.train_degradation[1]),
                          patch_size, patches_per_image, data.train.image_key)
   images_ds = shard.shuffle(seed=client_seed).repeat().random_map(sampler, seed=client_seed)
-  patches = grain.experimental.FlatMapIterDataset(images_ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * max(read_threads, 1))), _SplitPatches(patches_per_image))
+  read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * max(read_threads, 1))
+  patches = grain.experimental.FlatMapIterDataset(
+      images_ds.to_iter_dataset(read_options), _SplitPatches(patches_per_image))
   return patches.batch(batch_size, drop_remainder=True)
 
 
@@ -185,7 +188,7 @@ def eval_images(task: str, eval_name: str, *, suite: str = "default", seed: int 
   """
   data: TaskData = task_data(task, suite)
   if eval_name not in data.evals:
-    raise ValueError(f"task {task} has no eval set '{eval_name}'; it has {', '.join(data.evals)}")
+    raise TavitError(f"task {task} has no eval set '{eval_name}'; it has {', '.join(data.evals)}")
   eval_set = data.evals[eval_name]
   degradation = degradations.make(eval_set.degradation[0], **eval_set.degradation[1])
   source = datasets.open_split(eval_set.split, data_dir)
