@@ -49,7 +49,7 @@ def _flag_error_message(error: Exception) -> str:
 def run_app(main) -> None:
   """`absl.app.run(main)` where flag and config-override mistakes and `TavitError`s print
   one line and exit 2 instead of a traceback."""
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
   def parse(argv):
     try:
@@ -57,6 +57,8 @@ def run_app(main) -> None:
       for name in flags.FLAGS:
         # A config file that failed to load raises on first attribute access: touch them all.
         hasattr(getattr(flags.FLAGS, name), "to_dict")
+      if not flags.FLAGS["verbosity"].present:  # TFDS logs every dataset open at INFO.
+        logging.set_verbosity(logging.WARNING)
       return remaining
     except (flags.Error, OSError, KeyError, AttributeError, ValueError, TypeError) as e:
       print(f"error: {_flag_error_message(e)}", file=sys.stderr)
