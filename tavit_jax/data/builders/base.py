@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Iterable, Iterator, Optional
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from tavit_jax.data import images
@@ -97,10 +98,10 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder):
           f"(pass its parent folder as --manual_dir)")
     return root
 
-  def _read(self, path: str) -> Optional[bytes]:
-    """PNG bytes of `path` as 8-bit RGB, or None if it is bad and skipping was asked for."""
+  def _decode(self, path: str) -> Optional[np.ndarray]:
+    """`path` as 8-bit RGB, or None if it is bad and skipping was asked for."""
     try:
-      return images.encode_png(images.read_rgb8(path))
+      return images.read_rgb8(path)
     except BadImageError:
       if not self.skip_bad_images:
         raise
@@ -108,29 +109,23 @@ class ImageBuilder(tfds.core.GeneratorBasedBuilder):
       self.skipped.append(path)
       return None
 
-  def _clean_examples(self, paths: Iterable[str], root: str) -> Iterator[tuple[str, dict]]:
-    for path in paths:
-      data = self._read(path)
-      if data is not None:
-        name = os.path.relpath(path, root)
-        yield name, {"image": data, "name": name}
-
-  def _paired_examples(self, pairs: Iterable[tuple[str, str]], root: str) -> Iterator[tuple[str, dict]]:
-    for input_path, target_path in pairs:
-      pixels = []
-      for path in (input_path, target_path):
-        try:
-          pixels.append(images.read_rgb8(path))
-        except BadImageError:
-          if not self.skip_bad_images:
-            raise
-          logging.warning("skipping unreadable image %s", path)
-          self.skipped.append(path)
-      if len(pixels) < 2:
+  def _generate_examples(self, items: Iterable, root: str) -> Iterator[tuple[str, dict]]:
+    """Examples keyed by path relative to `root`, from image paths (clean builders) or
+    (input, target) path pairs (paired builders)."""
+    for item in items:
+      if self.FEATURES == "clean":
+        pixels = self._decode(item)
+        if pixels is not None:
+          name = os.path.relpath(item, root)
+          yield name, {"image": images.encode_png(pixels), "name": name}
         continue
-      if pixels[0].shape != pixels[1].shape:
+      input_path, target_path = item
+      pair = [self._decode(input_path), self._decode(target_path)]
+      if any(p is None for p in pair):
+        continue
+      if pair[0].shape != pair[1].shape:
         raise BadImageError(
-            f"pair of different sizes: {input_path} is {pixels[0].shape[1]}x{pixels[0].shape[0]}, "
-            f"{target_path} is {pixels[1].shape[1]}x{pixels[1].shape[0]}")
+            f"pair of different sizes: {input_path} is {pair[0].shape[1]}x{pair[0].shape[0]}, "
+            f"{target_path} is {pair[1].shape[1]}x{pair[1].shape[0]}")
       name = os.path.relpath(target_path, root)
-      yield name, {"input": images.encode_png(pixels[0]), "target": images.encode_png(pixels[1]), "name": name}
+      yield name, {"input": images.encode_png(pair[0]), "target": images.encode_png(pair[1]), "name": name}

@@ -88,6 +88,3 @@ class Bsds500(base.ImageBuilder):
         "train": self._generate_examples(bsds_train_paths(root, test_paths), root),
         "test": self._generate_examples(test_paths, root),
     }
-
-  def _generate_examples(self, paths, root):
-    return self._clean_examples(paths, root)

@@ -69,6 +69,6 @@ class GoPro(base.ImageBuilder):
     return pairs
 
   def _generate_examples(self, pairs, root):
-    for key, example in self._paired_examples(pairs, root):
+    for key, example in super()._generate_examples(pairs, root):
       *_, sequence, _, file = pathlib.PurePath(example["name"]).parts  # .../<sequence>/sharp/<file>
       yield key, {**example, "name": f"{sequence}/{file}"}

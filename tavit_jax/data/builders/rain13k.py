@@ -49,6 +49,3 @@ class Rain13k(base.ImageBuilder):
         for split, f in folders.items()
     }
     return {split: self._generate_examples(p, root) for split, p in pairs.items()}
-
-  def _generate_examples(self, pairs, root):
-    return self._paired_examples(pairs, root)

@@ -82,6 +82,3 @@ class Voc2012Aug(base.ImageBuilder):
           f"{self.name}: {len(missing)} id(s) listed in {list_file} have no JPEG, first: '{missing[0]}'. "
           f"{self.MANUAL_HINT}")
     return paths
-
-  def _generate_examples(self, paths, root):
-    return self._clean_examples(paths, root)
