@@ -40,16 +40,16 @@ class Split:
 def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.core.DatasetBuilder:
   """The project's builder `name` (optionally `name/config`)."""
   base_name, _, config = name.partition("/")
+  data_dir = data_dir or default_data_dir()
   if base_name in CATALOGUE:
-    return tfds.builder(CATALOGUE[base_name]["tfds_name"], data_dir=data_dir or default_data_dir(),
-                        file_format="array_record")
+    return tfds.builder(CATALOGUE[base_name]["tfds_name"], data_dir=data_dir, file_format="array_record")
   if base_name not in builders.BUILDERS:
     known = sorted(builders.BUILDERS) + sorted(CATALOGUE)
     raise TavitError(f"unknown dataset '{base_name}'; known: {', '.join(known)}")
   if config:
     kwargs["config"] = config
   try:
-    return builders.BUILDERS[base_name](data_dir=data_dir or default_data_dir(), **kwargs)
+    return builders.BUILDERS[base_name](data_dir=data_dir, **kwargs)
   except ValueError as e:  # TFDS: unknown BuilderConfig.
     raise TavitError(f"dataset '{name}': {e}") from None
 
@@ -57,7 +57,7 @@ def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.cor
 def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
             skip_bad_images: bool = False) -> tfds.core.DatasetBuilder:
   """Builds `name` (a no-op when already built) and returns its builder."""
-  if name in CATALOGUE:
+  if name.partition("/")[0] in CATALOGUE:
     return div2k.prepare_div2k(data_dir or default_data_dir())
   builder = get_builder(name, data_dir, skip_bad_images=skip_bad_images)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
