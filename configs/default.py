@@ -1,13 +1,22 @@
-"""Default experiment: four tasks, two clients per task, on the offline default data.
+"""Main job: four tasks, two clients per task, tiny TAViT, offline default data, on a CPU.
 
-How degraded the held-out test inputs are (the data layer's main job):
-  python experiments/input_quality.py --config=configs/default.py
+  tavit-train --config=configs/default.py --workdir=workdir
 
-Override any field from the command line, e.g. `--config.data.suite=tiny`; a misspelt
-key is an error (the config is locked).
+Expected on a 2-core CPU: under 10 minutes; on the held-out test photos every task's output
+PSNR beats its input (denoising by more than 5 dB). Results, checkpoints, sample grids and
+a PSNR-per-phase plot land in the workdir; rerunning resumes.
+
+The tiny model uses `model.residual=True` (the tail predicts a correction added to its
+input; not in the official model, same parameter trees). Without it the network must first
+learn the identity through its decoder, which a few hundred CPU steps cannot do: deblocking
+stayed below its input PSNR after 300 steps. configs/paper.py is the official model.
+
+Override any field, e.g. `--config.train.cycles=1`; a misspelt key is an error.
 """
 
 import ml_collections
+
+from tavit_jax import models
 
 TASKS = ("deblocking", "denoising", "deraining", "deblurring")
 
@@ -20,11 +29,34 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       suite="default",  # default | tiny | div2k | paper (tavit_jax.data.tasks.SUITES).
       data_dir=ml_collections.config_dict.placeholder(str),  # None: $TAVIT_DATA_DIR or ~/tensorflow_datasets.
-      batch_size=8,  # Patches per client per step.
+      batch_size=4,  # Patches per client per step.
       patch_size=64,
       patches_per_image=4,  # Crops taken from each decoded image.
       read_threads=1,  # Per client; results do not depend on it.
       workers=0,  # Worker processes for many-core machines; results depend on it.
+  ))
+  config.model = models.tiny_config()
+  config.model.residual = True
+  config.train = ml_collections.ConfigDict(dict(
+      mode="alternating",  # alternating (TAViT) | end_to_end (the Base baseline).
+      cycles=3,  # Each: a client phase, then a server phase; evaluation after each phase.
+      client_phase_steps=(70,),  # One value for all clients, or one per client.
+      server_phase_steps=10,
+      unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends only).
+      client_lr=1e-3,
+      server_lr=5e-4,
+      b1=0.5,  # Adam betas of the official client, used on both sides.
+      b2=0.999,
+      grad_clip=1.0,  # Global-norm clipping before Adam (0: off, as the official code).
+      client_map="auto",  # auto | vmap | loop: how clients run within a step (see steps.py).
+      log_every=10,
+      checkpoint_every=50,
+      keep_checkpoints=2,
+  ))
+  config.eval = ml_collections.ConfigDict(dict(
+      stride=64,  # Paper: 16. Larger is faster and slightly worse.
+      batch_size=32,  # Patches per model call.
+      max_images=0,  # 0: every test image.
   ))
   config.lock()
   return config

@@ -1,0 +1,29 @@
+"""The paper's baselines for one task, at the size of configs/default.py or configs/paper.py.
+
+  tavit-train --config=configs/baselines.py:base,denoising --workdir=workdir_base_denoising
+  tavit-train --config=configs/baselines.py:single,denoising --workdir=workdir_single_denoising
+  tavit-train --config=configs/baselines.py:single,deraining,paper --workdir=...
+
+- base: head + body + tail trained end to end on one task (one client, no alternation);
+  the same number of steps and evaluation points as the alternating runs.
+- single: TAViT with only that task's clients (two, as in the main job).
+Multi is configs/default.py (CPU size) or configs/paper.py.
+"""
+
+import ml_collections
+
+from tavit_jax.config_files import sibling
+
+
+def get_config(arg: str = "single,denoising") -> ml_collections.ConfigDict:
+  kind, task, *size = arg.split(",")
+  size = size[0] if size else "default"
+  if kind not in ("base", "single") or size not in ("default", "paper"):
+    raise ValueError(f"expected base|single,<task>[,default|paper], got {arg!r}")
+  config = sibling(__file__, size).get_config()
+  if task not in sibling(__file__, "default").TASKS:
+    raise ValueError(f"unknown task {task!r}; one of {sibling(__file__, 'default').TASKS}")
+  config.clients = (task,) if kind == "base" else (task, task)
+  if kind == "base":
+    config.train.mode = "end_to_end"
+  return config

@@ -1,0 +1,119 @@
+"""TAViT as three plain parameter trees: client head and tail, server body.
+
+The rest of the library sees only `init_*(rng) -> params` and the `*_apply` functions of
+`Model`; the Flax modules stay inside this package.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from tavit_jax.errors import TavitError
+from tavit_jax.models.body import Body
+from tavit_jax.models.head import Head
+from tavit_jax.models.tail import Tail
+
+TIME_CONDITIONING = ("fixed", "random")
+NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The split network for patches of `patch_size`; all functions are pure."""
+
+  head: Head
+  body: Body
+  tail: Tail
+  patch_size: int
+  time_conditioning: str = "fixed"
+  # Not in the official model: the tail predicts a correction added to the input patch
+  # (kept in the client's cache). Parameter trees are unchanged. See configs/default.py.
+  residual: bool = False
+
+  @property
+  def token_shape(self) -> tuple[int, int, int]:
+    """Shape of f_H / f_B per patch: what crosses the network."""
+    side = self.patch_size // 2 ** (len(self.head.dim_mults) - 1)
+    return (side, side, self.head.dim * self.head.dim_mults[-1])
+
+  def timesteps(self, rng, batch: int):
+    """t = 0 ('fixed') or uniform in [0, 1000) per sample ('random', the official behaviour)."""
+    if self.time_conditioning == "fixed" or rng is None:
+      return jnp.zeros((batch,), jnp.int32)
+    return jax.random.randint(rng, (batch,), 0, NUM_TIMESTEPS)
+
+  def _example(self):
+    return jnp.zeros((1, self.patch_size, self.patch_size, 3), jnp.float32)
+
+  def init_head(self, rng):
+    return self.head.init(rng, self._example(), jnp.zeros((1,), jnp.int32))["params"]
+
+  def init_body(self, rng):
+    return self.body.init(rng, jnp.zeros((1, *self.token_shape), jnp.float32))["params"]
+
+  def init_tail(self, rng):
+    head_params = self.init_head(jax.random.key(0))
+    f_h, cache = self.head_apply(head_params, self._example(), jnp.zeros((1,), jnp.int32))
+    return self.tail.init(rng, f_h, cache)["params"]
+
+  def head_apply(self, params, x, timesteps):
+    """Client: patches in [-1, 1] → (f_H, cache of skips and time vector)."""
+    f_h, cache = self.head.apply({"params": params}, x, timesteps)
+    return f_h, (dict(cache, input=x) if self.residual else cache)
+
+  def body_apply(self, params, f_h, dropout_rng=None):
+    """Server: f_H → f_B; dropout is active exactly when a `dropout_rng` is given."""
+    if dropout_rng is None:
+      return self.body.apply({"params": params}, f_h, deterministic=True)
+    return self.body.apply({"params": params}, f_h, deterministic=False,
+                           rngs={"dropout": dropout_rng})
+
+  def tail_apply(self, params, f_b, cache):
+    """Client: f_B and the cache → restored patches in [-1, 1]."""
+    out = self.tail.apply({"params": params}, f_b, cache)
+    return out + cache["input"] if self.residual else out
+
+  def apply(self, params, x, timesteps, dropout_rng=None):
+    """The whole network, `params = {'head', 'body', 'tail'}`."""
+    f_h, cache = self.head_apply(params["head"], x, timesteps)
+    f_b = self.body_apply(params["body"], f_h, dropout_rng)
+    return self.tail_apply(params["tail"], f_b, cache)
+
+
+def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
+  """The model of a `config.model` section (see configs/default.py)."""
+  if config.time_conditioning not in TIME_CONDITIONING:
+    raise TavitError(f"model.time_conditioning must be one of {TIME_CONDITIONING}, "
+                     f"not {config.time_conditioning!r}")
+  shared = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), groups=config.groups,
+                attn_heads=config.attn_heads, attn_head_dim=config.attn_head_dim)
+  downsample = 2 ** (len(config.dim_mults) - 1)
+  if patch_size % downsample:
+    raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
+  body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
+              dropout=config.body_dropout)
+  tail = Tail(**shared, zero_init_out=config.residual)
+  return Model(Head(**shared), body, tail, patch_size, config.time_conditioning,
+               config.residual)
+
+
+def paper_config() -> ml_collections.ConfigDict:
+  """The official model's sizes (44,905,865 parameters)."""
+  return ml_collections.ConfigDict(dict(
+      dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
+      body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
+      time_conditioning="fixed", residual=False))
+
+
+def tiny_config() -> ml_collections.ConfigDict:
+  """A CPU-sized variant of the same code: dim 16, body width 64, 2 layers of 4 heads."""
+  config = paper_config()
+  config.update(dim=16, attn_head_dim=8, body_layers=2, body_heads=4, body_mlp_dim=128,
+                body_dropout=0.0)
+  return config
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))

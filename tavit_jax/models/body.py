@@ -1,0 +1,42 @@
+"""Server body: a post-LayerNorm Transformer encoder over the head's tokens (SPEC §1)."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class EncoderLayer(nn.Module):
+  """torch.nn.TransformerEncoderLayer (post-norm, ReLU, dropout in the same four places)."""
+
+  heads: int
+  mlp_dim: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    width = x.shape[-1]
+    drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=deterministic)
+    attn = nn.MultiHeadDotProductAttention(
+        num_heads=self.heads, dropout_rate=self.dropout, deterministic=deterministic)(x, x)
+    x = nn.LayerNorm(epsilon=1e-5)(x + drop(attn))
+    h = drop(nn.relu(nn.Dense(self.mlp_dim)(x)))
+    h = nn.Dense(width)(h)
+    return nn.LayerNorm(epsilon=1e-5)(x + drop(h))
+
+
+class Body(nn.Module):
+  """Tokens are the (h, w) feature map in row-major order; learned absolute positions."""
+
+  layers: int = 8
+  heads: int = 8
+  mlp_dim: int = 1024
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, f_h, deterministic: bool = True):
+    b, hgt, wid, width = f_h.shape
+    tokens = f_h.reshape(b, hgt * wid, width)
+    position = self.param("position_embedding", nn.initializers.normal(1.0), (hgt * wid, width))
+    x = tokens + position[None]
+    for _ in range(self.layers):
+      x = EncoderLayer(self.heads, self.mlp_dim, self.dropout)(x, deterministic)
+    return x.reshape(b, hgt, wid, width)

@@ -1,0 +1,35 @@
+"""Client tail: the UNet decoder from the body's tokens back to an image (SPEC §1)."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from tavit_jax.models.layers import Block, ReZeroAttention, ResnetBlock, Upsample
+
+
+class Tail(nn.Module):
+  """Adds the head's skips (deepest first; the full-resolution skip is unused) and decodes."""
+
+  dim: int = 128
+  dim_mults: Sequence[int] = (1, 2, 4)
+  groups: int = 8
+  attn_heads: int = 4
+  attn_head_dim: int = 32
+  out_channels: int = 3
+  zero_init_out: bool = False  # With a global residual: start as the identity.
+
+  @nn.compact
+  def __call__(self, f_b, cache):
+    skips, time = cache["skips"], cache["time"]
+    x = f_b
+    for level in reversed(range(1, len(self.dim_mults))):
+      features = self.dim * self.dim_mults[level - 1]
+      x = x + skips[level]
+      x = ResnetBlock(features, self.groups)(x, time)
+      x = ResnetBlock(features, self.groups)(x, time)
+      x = ReZeroAttention(self.attn_heads, self.attn_head_dim)(x)
+      x = Upsample()(x)
+    x = Block(self.dim, self.groups)(x)
+    init = nn.initializers.zeros if self.zero_init_out else nn.initializers.lecun_normal()
+    return jnp.tanh(nn.Conv(self.out_channels, (1, 1), kernel_init=init)(x))

@@ -1,0 +1,1 @@
+"""Alternating client/server training of TAViT: state, steps, schedule, checkpoints, loop."""

@@ -1,0 +1,185 @@
+"""The training loop: alternate client and server phases, evaluate after each, checkpoint.
+
+Importable from notebooks: `train_and_evaluate(config, workdir)`. Rerunning on the same
+workdir resumes from the latest checkpoint (state, step, phase, RNG, data position).
+"""
+
+import json
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from tavit_jax import models, report
+from tavit_jax.data import pipeline
+from tavit_jax.errors import TavitError
+from tavit_jax.training import schedule as schedule_lib
+from tavit_jax.training import state as state_lib
+from tavit_jax.training import steps as steps_lib
+from tavit_jax.training.checkpoints import Checkpoints
+from tavit_jax.training.evaluate import evaluate_clients
+from tavit_jax.training.writers import MetricWriter
+
+# Config entries a workdir's checkpoints depend on; others (learning rates, eval) may change on resume.
+_STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode")
+
+
+class TrainingDiverged(TavitError):
+  """A non-finite loss: training stops without saving the bad state."""
+
+
+def _lookup(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+
+
+def _check_workdir_config(config, workdir: str) -> None:
+  """Refuses to resume a workdir made with a different model, clients or data shape."""
+  path = os.path.join(workdir, "config.json")
+  current = {key: _lookup(config, key) for key in _STRUCTURAL}
+  current = json.loads(json.dumps(current))  # Tuples as lists, like the stored copy.
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    changed = [key for key in _STRUCTURAL if stored.get(key) != current[key]]
+    if changed:
+      raise TavitError(f"{workdir} holds a run with a different {', '.join(changed)} "
+                       f"(stored: {[stored.get(k) for k in changed]}); use a new --workdir")
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(current, f, indent=1)
+
+
+class _Results:
+  """Evaluation rows of finished phases, kept in the workdir so a resumed run reports all."""
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, "results.json")
+    self.rows = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        self.rows = json.load(f)
+
+  def record(self, phase: schedule_lib.Phase, step: int, rows: list[dict]) -> None:
+    self.rows = [r for r in self.rows if r["phase"] < phase.index]
+    self.rows += [{"phase": phase.index, "phase_name": phase.name, "step": step, **r} for r in rows]
+    with open(self.path, "w") as f:
+      json.dump(self.rows, f, indent=1)
+    report.write_tables(self.rows, self.workdir)
+    report.plot_psnr(self.rows, os.path.join(self.workdir, "psnr_per_phase.png"))
+
+
+def _diverged(step, phase, what: str, checkpoints: Checkpoints) -> TrainingDiverged:
+  last = checkpoints.latest_step()
+  kept = (f"the last good checkpoint (step {last}) is kept in {checkpoints.directory}"
+          if last is not None else "no checkpoint had been written yet")
+  return TrainingDiverged(
+      f"training diverged at step {step} ({phase.name}): {what}; stopped without saving, "
+      f"{kept}. Lower train.client_lr / train.server_lr and rerun to resume from it.")
+
+
+def _phase_summary(phase, rows) -> str:
+  parts = [f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB" for r in rows]
+  return f"{phase.name}: " + "; ".join(parts)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       max_steps: Optional[int] = None) -> list[dict]:
+  """Runs (or resumes) the schedule of `config` in `workdir`; returns the evaluation rows.
+
+  `max_steps` stops after that many steps of this call (checkpointed), e.g. to train a
+  Colab session in chunks.
+  """
+  _check_workdir_config(config, workdir)
+  client_tasks = list(config.clients)
+  clients = pipeline.assign_clients(client_tasks)
+  num_clients = len(clients)
+  ids = state_lib.task_ids(client_tasks)
+  phases = schedule_lib.make_schedule(config.train, num_clients)
+  per_client_steps = schedule_lib.client_phase_steps(config.train, num_clients)
+  client_map = steps_lib.resolve_client_map(config.train.client_map)
+
+  model = models.build(config.model, config.data.patch_size)
+  client_tx = state_lib.optimizer(config.train.client_lr, config.train)
+  server_tx = state_lib.optimizer(config.train.server_lr, config.train)
+  mesh = steps_lib.make_mesh()
+  state = state_lib.init_state(model, client_tasks, client_tx, server_tx,
+                               jax.random.PRNGKey(config.seed))
+  shardings = steps_lib.state_shardings(state, mesh, num_clients, client_map)
+  state = jax.device_put(state, shardings)
+  steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
+                               dropout=config.model.body_dropout > 0)
+
+  data = iter(pipeline.clients_dataset_from_config(config))
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
+  if checkpoints.latest_step() is not None:
+    state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
+    data.set_state(data_state)
+  step = start_step = int(state["step"])
+  results = _Results(workdir)
+  writer = MetricWriter(os.path.join(workdir, "tensorboard"))
+  all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
+
+  def save(step, phase, state):
+    """A checkpoint only of a finite state: a diverged run keeps its last good one."""
+    if not all_finite(state):
+      raise _diverged(step, phase, "parameters are not finite", checkpoints)
+    checkpoints.save(step, state, data.get_state())
+
+  if step:
+    tqdm.write(f"Resuming {workdir} at step {step} of {phases[-1].end}.")
+  try:
+    for phase in phases:
+      if phase.end <= step:
+        continue
+      with tqdm(total=phase.steps, initial=step - phase.start, desc=phase.name, unit="step") as bar:
+        while step < phase.end:
+          batch = next(data)
+          if phase.kind == "client":
+            active = schedule_lib.active_clients(phase, step, per_client_steps)
+            state, metrics = steps.client(state, batch, active)
+          else:
+            state, metrics = getattr(steps, phase.kind)(state, batch)
+          losses = np.asarray(metrics["loss"])
+          step += 1
+          if not np.all(np.isfinite(losses)):
+            bad = [c.name for c, loss in zip(clients, losses) if not np.isfinite(loss)]
+            raise _diverged(step, phase, f"loss is {losses[~np.isfinite(losses)][0]} for "
+                            f"{', '.join(bad)}", checkpoints)
+          bar.update(1)
+          bar.set_postfix(loss=f"{losses.mean():.4f}")
+          if step % config.train.log_every == 0 or step == phase.end:
+            writer.write_scalars(step, {f"train/loss/{c.name}": l for c, l in zip(clients, losses)})
+          unify_every = config.train.unify_every
+          if phase.kind == "client" and (step == phase.end or
+                                         (unify_every and (step - phase.start) % unify_every == 0)):
+            state = steps.unify(state)
+          stopping = max_steps is not None and step - start_step >= max_steps
+          if step < phase.end and (stopping or step % config.train.checkpoint_every == 0):
+            save(step, phase, state)
+          if stopping and step < phase.end:
+            return results.rows
+      if not all_finite(state):
+        raise _diverged(step, phase, "parameters are not finite", checkpoints)
+      rows, samples = evaluate_clients(steps, state, client_tasks, config)
+      writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
+                                  for k, v in r.items() if "/" in k})
+      results.record(phase, step, rows)
+      report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
+      save(step, phase, state)
+      tqdm.write(_phase_summary(phase, rows))
+      if max_steps is not None and step - start_step >= max_steps:
+        return results.rows
+    tqdm.write("\n" + report.write_tables(results.rows, workdir))
+  finally:
+    writer.close()
+    checkpoints.close()
+  return results.rows

@@ -1,0 +1,62 @@
+"""Cycles of a client phase then a server phase, as a flat list of step ranges.
+
+The global step alone says where training is, so a resumed run finds its phase, its step
+in the phase and which clients are still active without any extra bookkeeping.
+"""
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from tavit_jax.errors import TavitError
+
+MODES = ("alternating", "end_to_end")
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  index: int
+  cycle: int  # From 1.
+  kind: str  # 'client' (heads/tails learn), 'server' (the body learns) or 'joint' (Base).
+  start: int  # Global step at which the phase starts.
+  steps: int
+
+  @property
+  def end(self) -> int:
+    return self.start + self.steps
+
+  @property
+  def name(self) -> str:
+    return f"cycle {self.cycle} {self.kind}"
+
+
+def client_phase_steps(train: ml_collections.ConfigDict, num_clients: int) -> np.ndarray:
+  """Per client: its client-phase length (one value for all, or one per client)."""
+  steps = tuple(train.client_phase_steps)
+  if len(steps) not in (1, num_clients):
+    raise TavitError(f"train.client_phase_steps has {len(steps)} entries; give one for all "
+                     f"clients or one per client ({num_clients})")
+  return np.broadcast_to(np.array(steps, np.int64), (num_clients,))
+
+
+def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Phase]:
+  """'alternating': per cycle a client phase (as long as the longest client's) then a server
+  phase. 'end_to_end' (Base): per cycle one joint phase with the same number of steps."""
+  if train.mode not in MODES:
+    raise TavitError(f"train.mode must be one of {MODES}, not {train.mode!r}")
+  client_steps = int(client_phase_steps(train, num_clients).max())
+  kinds = ([("client", client_steps), ("server", train.server_phase_steps)]
+           if train.mode == "alternating" else [("joint", client_steps + train.server_phase_steps)])
+  phases, start = [], 0
+  for cycle in range(1, train.cycles + 1):
+    for kind, steps in kinds:
+      if steps > 0:
+        phases.append(Phase(len(phases), cycle, kind, start, steps))
+        start += steps
+  return phases
+
+
+def active_clients(phase: Phase, step: int, per_client_steps: np.ndarray) -> np.ndarray:
+  """Which clients still step at global `step` of a client phase."""
+  return (step - phase.start) < per_client_steps

@@ -1,0 +1,68 @@
+"""Training state as plain pytrees, and FedAvg among same-task clients.
+
+state = {
+  'server':  {'body': params, 'opt': body optimizer state},
+  'clients': {'head': ..., 'tail': ..., 'opt': ...}, every leaf stacked on a client axis,
+  'step': global step, 'rng': PRNG key,
+}
+Each side has its own optax state, so a phase updates exactly one of them.
+"""
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from tavit_jax.models import Model
+
+
+def optimizer(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with the official client betas (0.5, 0.999), optionally after clipping the
+  gradient's global norm (`grad_clip` > 0; not in the official optimizer)."""
+  adam = optax.adam(learning_rate, b1=config.b1, b2=config.b2)
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam) if config.grad_clip else adam
+
+
+def task_ids(client_tasks: Sequence[str]) -> np.ndarray:
+  """Per client, the index of its task in order of first appearance (static)."""
+  tasks = list(dict.fromkeys(client_tasks))
+  return np.array([tasks.index(t) for t in client_tasks], np.int32)
+
+
+def init_state(model: Model, client_tasks: Sequence[str], client_tx, server_tx, rng) -> dict:
+  """Fresh state; clients of one task start from the same head/tail (so FedAvg averages
+  models from a common start), different tasks from different draws."""
+  body_rng, clients_rng, rng = jax.random.split(rng, 3)
+  body = model.init_body(body_rng)
+  ids = task_ids(client_tasks)
+  per_task = [jax.random.fold_in(clients_rng, i) for i in range(ids.max() + 1)]
+  heads = [model.init_head(jax.random.fold_in(per_task[i], 0)) for i in range(len(per_task))]
+  tails = [model.init_tail(jax.random.fold_in(per_task[i], 1)) for i in range(len(per_task))]
+  stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+  head, tail = stack([heads[i] for i in ids]), stack([tails[i] for i in ids])
+  clients_opt = jax.vmap(lambda h, t: client_tx.init({"head": h, "tail": t}))(head, tail)
+  return {
+      "server": {"body": body, "opt": server_tx.init(body)},
+      "clients": {"head": head, "tail": tail, "opt": clients_opt},
+      "step": jnp.zeros((), jnp.int32),
+      "rng": rng,
+  }
+
+
+def fedavg_same_task(tree, ids: np.ndarray):
+  """Unweighted mean of every leaf over clients with the same task id, given back to each.
+
+  A segment mean over the client axis: clients of different tasks never mix.
+  """
+  num_tasks = int(ids.max()) + 1
+  counts = np.bincount(ids, minlength=num_tasks)
+
+  def mean(leaf):
+    sums = jax.ops.segment_sum(leaf, ids, num_segments=num_tasks)
+    means = sums / counts.reshape((-1,) + (1,) * (leaf.ndim - 1)).astype(leaf.dtype)
+    return means[ids]
+
+  return jax.tree_util.tree_map(mean, tree)

@@ -1,0 +1,133 @@
+"""The launcher's loop on configs/tiny.py: outputs, exact resume, NaN handling, bad configs."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from tavit_jax.errors import TavitError
+from tavit_jax.training.loop import TrainingDiverged, train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(data_dir, **train):
+  spec = importlib.util.spec_from_file_location("tiny", os.path.join(ROOT, "configs", "tiny.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.data.data_dir = data_dir
+  config.train.update(train)
+  return config
+
+
+def final_state(workdir):
+  """The latest checkpoint's arrays, read back with orbax as plain numpy."""
+  directory = os.path.join(workdir, "checkpoints")
+  step = max(int(name) for name in os.listdir(directory) if name.isdigit())
+  with ocp.StandardCheckpointer() as checkpointer:
+    return step, checkpointer.restore(os.path.join(directory, str(step), "state"))
+
+
+def flat(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  rows = train_and_evaluate(tiny_config(data_dir), workdir)
+  return workdir, rows
+
+
+def test_a_run_leaves_results_pictures_and_checkpoints(uninterrupted):
+  workdir, rows = uninterrupted
+  phases = ["cycle 1 client", "cycle 1 server", "cycle 2 client", "cycle 2 server"]
+  assert sorted({r["phase_name"] for r in rows}, key=phases.index) == phases
+  assert {(r["task"], r["eval_set"]) for r in rows} == {("denoising", "sigma30"), ("deraining", "light"),
+                                                      ("deraining", "heavy")}
+  for name in ("results.md", "results.csv", "results.json", "psnr_per_phase.png", "config.json"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [f"phase_{i:02d}.png" for i in range(4)]
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  step, _ = final_state(workdir)
+  assert step == 10  # 2 cycles × (3 client + 2 server steps).
+  with open(os.path.join(workdir, "results.md")) as f:
+    assert "cycle 2 server" in f.read()
+
+
+def test_resume_after_interrupt_equals_uninterrupted(uninterrupted, data_dir, tmp_path):
+  workdir = str(tmp_path)
+  config = tiny_config(data_dir)
+  train_and_evaluate(config, workdir, max_steps=4)  # Stops mid client phase of cycle 2.
+  assert final_state(workdir)[0] == 4
+  rows = train_and_evaluate(config, workdir)
+  reference_dir, reference_rows = uninterrupted
+  (step, state), (reference_step, reference) = final_state(workdir), final_state(reference_dir)
+  assert step == reference_step
+  resumed, expected = flat(state), flat(reference)
+  assert resumed.keys() == expected.keys()
+  for key in expected:
+    np.testing.assert_array_equal(resumed[key], expected[key], err_msg=key)
+  assert [r["output/psnr"] for r in rows] == [r["output/psnr"] for r in reference_rows]
+
+
+def test_rerunning_a_finished_run_changes_nothing(uninterrupted, data_dir):
+  workdir, rows = uninterrupted
+  before = flat(final_state(workdir)[1])
+  assert train_and_evaluate(tiny_config(data_dir), workdir) == rows
+  after = flat(final_state(workdir)[1])
+  assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+  workdir = str(tmp_path)
+  train_and_evaluate(tiny_config(data_dir), workdir, max_steps=2)
+  good = flat(final_state(workdir)[1])
+  with pytest.raises(TrainingDiverged, match=r"training diverged at step 3 .*last good checkpoint \(step 2\)"):
+    train_and_evaluate(tiny_config(data_dir, client_lr=float("inf")), workdir)
+  step, state = final_state(workdir)
+  assert step == 2
+  kept = flat(state)
+  assert all(np.array_equal(good[k], kept[k]) for k in good)
+  assert all(np.all(np.isfinite(v)) for v in kept.values() if v.dtype.kind == "f")
+
+
+def test_a_workdir_of_another_model_is_refused(uninterrupted, data_dir):
+  workdir, _ = uninterrupted
+  config = tiny_config(data_dir)
+  config.model.dim = 16
+  with pytest.raises(TavitError, match="different model"):
+    train_and_evaluate(config, workdir)
+
+
+def _launch(*flags, cwd=ROOT):
+  return subprocess.run([sys.executable, "-m", "tavit_jax.training.cli", *flags], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.train.cycels=1", "error: config has no key 'cycels' (Did you mean \"cycles\""),
+    ("--config.train.mode=federated", "error: train.mode must be one of ('alternating', 'end_to_end')"),
+])
+def test_launcher_config_mistakes_are_one_line(flag, message, tmp_path):
+  result = _launch("--config=configs/tiny.py", f"--workdir={tmp_path}", flag)
+  assert result.returncode == 2, result.stderr
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_launcher_reports_nan_in_one_line(data_dir, tmp_path):
+  result = _launch("--config=configs/tiny.py", f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}",
+                   "--config.train.client_lr=inf")
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "error: training diverged at step 2 (cycle 1 client): loss is nan" in result.stderr
+  assert "no checkpoint had been written yet" in result.stderr
+  assert "Traceback" not in result.stderr
