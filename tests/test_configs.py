@@ -1,0 +1,40 @@
+"""Every config file loads, is locked, and describes a model and schedule that build."""
+
+import os
+
+import jax
+import pytest
+from ml_collections import config_flags
+
+from tavit_jax import models
+from tavit_jax.training import schedule
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load(spec: str):
+  path, _, arg = spec.partition(":")
+  module = config_flags.config_flags._LoadConfigModule("config", os.path.join(ROOT, "configs", path))  # pylint: disable=protected-access
+  return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.mark.parametrize("spec", ["default.py", "tiny.py", "paper.py", "baselines.py:base,deraining",
+                                  "baselines.py:single,deblurring", "baselines.py:single,denoising,paper"])
+def test_config_builds(spec):
+  config = load(spec)
+  assert config.is_locked
+  with pytest.raises(AttributeError):
+    config.train.cycels = 1
+  model = models.build(config.model, config.data.patch_size)
+  jax.eval_shape(model.init_tail, jax.random.key(0))
+  phases = schedule.make_schedule(config.train, len(config.clients))
+  assert phases and phases[-1].end > 0
+
+
+def test_baselines_are_the_papers():
+  base, single = load("baselines.py:base,deraining"), load("baselines.py:single,deraining")
+  assert base.clients == ("deraining",) and base.train.mode == "end_to_end"
+  assert single.clients == ("deraining", "deraining") and single.train.mode == "alternating"
+  assert [p.kind for p in schedule.make_schedule(base.train, 1)] == ["joint"] * base.train.cycles
+  paper = load("paper.py")
+  assert (paper.model.dim, paper.model.body_layers, paper.model.residual) == (128, 8, False)
