@@ -12,7 +12,7 @@ TASKS = ["deblocking", "denoising", "deraining", "deblurring"] * 2
 
 
 def main(out_path: str) -> None:
-  _, _, _, state, steps = make("vmap", dropout=0.1, tasks=TASKS)
+  _, _, _, state, steps = make("vmap", dropout=0.1, tasks=TASKS, sgd=True)
   sharding = jax.tree_util.tree_leaves(state["clients"])[0].sharding
   assert sharding.num_devices == jax.device_count(), sharding
   for i in range(2):

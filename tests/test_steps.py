@@ -32,6 +32,7 @@ def make(client_map, dropout=0.0, tasks=TASKS, sgd=False):
                           (state_lib.optimizer(1e-2, betas), state_lib.optimizer(1e-2, betas)))
   state = state_lib.init_state(model, tasks, client_tx, server_tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(tasks), client_map)
+  state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, state_lib.task_ids(tasks), shardings,
                                client_map, dropout=dropout > 0)
   return model, client_tx, server_tx, state, steps
