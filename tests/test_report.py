@@ -1,7 +1,6 @@
 """Run reports: CSV/Markdown tables, the sample grid and the PSNR plot."""
 
 import csv
-import os
 
 import numpy as np
 from PIL import Image

@@ -1,11 +1,11 @@
 """The launcher's loop on configs/tiny.py: outputs, exact resume, NaN handling, bad configs."""
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -35,7 +35,6 @@ def final_state(workdir):
 
 
 def flat(tree):
-  import jax  # pylint: disable=g-import-not-at-top
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 

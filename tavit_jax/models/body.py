@@ -1,7 +1,6 @@
 """Server body: a post-LayerNorm Transformer encoder over the head's tokens (SPEC §1)."""
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 
 class EncoderLayer(nn.Module):

@@ -3,7 +3,6 @@
 import functools
 from typing import Callable, Optional, Sequence
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -11,6 +10,7 @@ from tavit_jax import metrics
 from tavit_jax.data import pipeline
 from tavit_jax.data.tasks import task_data
 from tavit_jax.evaluation import count_patches, restore_image
+from tavit_jax.training.steps import client_slice
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -64,8 +64,7 @@ def evaluate_clients(steps, state, client_tasks: Sequence[str], config) -> tuple
   body = state["server"]["body"]
   for task in dict.fromkeys(client_tasks):
     k = list(client_tasks).index(task)
-    head, tail = (jax.tree_util.tree_map(lambda a: a[k], state["clients"][part])
-                  for part in ("head", "tail"))
+    head, tail = (client_slice(state["clients"][part], k) for part in ("head", "tail"))
     restore_patches = lambda patches: np.asarray(steps.restore(head, tail, body, patches))
     task_rows, task_samples = evaluate_task(
         restore_patches, task, config.eval, suite=config.data.suite, seed=config.seed,

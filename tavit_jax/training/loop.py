@@ -123,16 +123,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
     data.set_state(data_state)
   step = start_step = int(state["step"])
+  unify_every = config.train.unify_every
   results = _Results(workdir)
   writer = MetricWriter(os.path.join(workdir, "tensorboard"))
   all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
 
-  def save(step, phase, state):
-    """A checkpoint only of a finite state: a diverged run keeps its last good one."""
+  def check_finite(step, phase, state):
+    """Before every evaluation and save: a diverged run keeps its last good checkpoint."""
     if not all_finite(state):
       raise _diverged(step, phase, "parameters are not finite", checkpoints)
-    checkpoints.save(step, state, data.get_state())
 
   if step:
     tqdm.write(f"Resuming {workdir} at step {step} of {phases[-1].end}.")
@@ -158,23 +158,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           bar.set_postfix(loss=f"{losses.mean():.4f}")
           if step % config.train.log_every == 0 or step == phase.end:
             writer.write_scalars(step, {f"train/loss/{c.name}": l for c, l in zip(clients, losses)})
-          unify_every = config.train.unify_every
-          if phase.kind == "client" and (step == phase.end or
-                                         (unify_every and (step - phase.start) % unify_every == 0)):
+          if phase.kind == "client" and (step == phase.end or (
+              unify_every and (step - phase.start) % unify_every == 0)):
             state = steps.unify(state)
           stopping = max_steps is not None and step - start_step >= max_steps
           if step < phase.end and (stopping or step % config.train.checkpoint_every == 0):
-            save(step, phase, state)
+            check_finite(step, phase, state)
+            checkpoints.save(step, state, data.get_state())
           if stopping and step < phase.end:
             return results.rows
-      if not all_finite(state):
-        raise _diverged(step, phase, "parameters are not finite", checkpoints)
+      check_finite(step, phase, state)
       rows, samples = evaluate_clients(steps, state, client_tasks, config)
       writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
                                   for k, v in r.items() if "/" in k})
       results.record(phase, step, rows)
       report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
-      save(step, phase, state)
+      checkpoints.save(step, state, data.get_state())  # Checked finite before evaluating.
       tqdm.write(_phase_summary(phase, rows))
       if max_steps is not None and step - start_step >= max_steps:
         return results.rows

@@ -36,6 +36,11 @@ def resolve_client_map(client_map: str) -> str:
   return client_map
 
 
+def client_slice(tree, k):
+  """Client k's part of a tree stacked on the client axis."""
+  return jax.tree_util.tree_map(lambda a: a[k], tree)
+
+
 def make_mesh() -> jax.sharding.Mesh:
   # Auto axes: the compiler propagates the client split through vmap and inserts collectives.
   return jax.make_mesh((jax.device_count(),), ("clients",),
@@ -176,31 +181,30 @@ def make_steps(model: Model, client_tx: optax.GradientTransformation,
                  joint=jit_state(joint_step, batch_sharding), **common)
 
   # 'loop': one compiled program per kind of step and client index k (a traced argument).
-  def client_k(state, batch, keys, k, active):
+  def client_inputs(state, batch, keys, k):
+    """Client k's head, tail, optimizer state, the body, its batch and keys."""
     c = state["clients"]
-    at = lambda tree: tree_map(lambda a: a[k], tree)
-    head, tail, opt, loss = client_one(at(c["head"]), at(c["tail"]), at(c["opt"]),
-                                       state["server"]["body"], batch["input"][k],
-                                       batch["target"][k], keys[k], active[k])
+    return (client_slice(c["head"], k), client_slice(c["tail"], k), client_slice(c["opt"], k),
+            state["server"]["body"], batch["input"][k], batch["target"][k], keys[k])
+
+  def with_client(state, k, head, tail, opt):
+    c = state["clients"]
     put = lambda tree, new: tree_map(lambda a, b: a.at[k].set(b), tree, new)
-    clients = {"head": put(c["head"], head), "tail": put(c["tail"], tail), "opt": put(c["opt"], opt)}
-    return dict(state, clients=clients), {"loss": loss}
+    return dict(state, clients={"head": put(c["head"], head), "tail": put(c["tail"], tail),
+                                "opt": put(c["opt"], opt)})
+
+  def client_k(state, batch, keys, k, active):
+    head, tail, opt, loss = client_one(*client_inputs(state, batch, keys, k), active[k])
+    return with_client(state, k, head, tail, opt), {"loss": loss}
 
   def body_grad_k(state, batch, keys, k, grad_sum):
-    c = state["clients"]
-    grad, loss = body_grad_one(tree_map(lambda a: a[k], c["head"]), tree_map(lambda a: a[k], c["tail"]),
-                               state["server"]["body"], batch["input"][k], batch["target"][k], keys[k])
+    head, tail, _, body, x, y, client_keys = client_inputs(state, batch, keys, k)
+    grad, loss = body_grad_one(head, tail, body, x, y, client_keys)
     return tree_map(jnp.add, grad_sum, grad), loss
 
   def joint_k(state, batch, keys, k, grad_sum):
-    c = state["clients"]
-    at = lambda tree: tree_map(lambda a: a[k], tree)
-    head, tail, opt, grad, loss = joint_one(at(c["head"]), at(c["tail"]), at(c["opt"]),
-                                            state["server"]["body"], batch["input"][k],
-                                            batch["target"][k], keys[k])
-    put = lambda tree, new: tree_map(lambda a, b: a.at[k].set(b), tree, new)
-    clients = {"head": put(c["head"], head), "tail": put(c["tail"], tail), "opt": put(c["opt"], opt)}
-    return dict(state, clients=clients), tree_map(jnp.add, grad_sum, grad), loss
+    head, tail, opt, grad, loss = joint_one(*client_inputs(state, batch, keys, k))
+    return with_client(state, k, head, tail, opt), tree_map(jnp.add, grad_sum, grad), loss
 
   begin_jit = jax.jit(begin, donate_argnums=0)
   client_k_jit = jax.jit(client_k, donate_argnums=0)
