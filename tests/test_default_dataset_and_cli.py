@@ -12,7 +12,7 @@ def test_default_test_photos_are_held_out(data_dir):
   builder = datasets.get_builder("tavit_default/tiny", data_dir)
   names = {split: {e["name"].decode() for e in builder.as_data_source(split)} for split in ("train", "test")}
   assert names["test"] == set(tavit_default.TEST_PHOTOS)
-  assert names["train"] == set(tavit_default.TRAIN_PHOTOS) | {f"dead_leaves_{i:04d}" for i in range(4)}
+  assert names["train"] == set(tavit_default.COLOUR_PHOTOS) | {f"dead_leaves_{i:04d}" for i in range(4)}
   test_pixels = [e["image"] for e in builder.as_data_source("test")]
   for example in builder.as_data_source("train"):
     assert not any(example["image"].shape == p.shape and np.array_equal(example["image"], p) for p in test_pixels)

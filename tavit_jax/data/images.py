@@ -31,10 +31,14 @@ def to_rgb8(image: PIL.Image.Image) -> np.ndarray:
 
 def decode_rgb8(data: bytes, name: str) -> np.ndarray:
   """Decodes encoded image bytes; `name` is used in the error message."""
+  if not data:
+    raise BadImageError(f"{name}: empty file (0 bytes)")
   try:
     with PIL.Image.open(io.BytesIO(data)) as image:
       image.load()
       array = to_rgb8(image)
+  except PIL.UnidentifiedImageError:
+    raise BadImageError(f"{name}: not an image (unrecognised file format)") from None
   except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as e:
     raise BadImageError(f"{name}: not a readable image ({e})") from None
   if array.size == 0:

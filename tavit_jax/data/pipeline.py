@@ -19,7 +19,7 @@ import grain
 import numpy as np
 
 from tavit_jax.data import datasets, degradations, images
-from tavit_jax.data.tasks import TaskData, task_data
+from tavit_jax.data.tasks import EvalSet, TaskData, task_data
 from tavit_jax.errors import TavitError
 
 
@@ -189,7 +189,16 @@ def eval_images(task: str, eval_name: str, *, suite: str = "default", seed: int 
   data: TaskData = task_data(task, suite)
   if eval_name not in data.evals:
     raise TavitError(f"task {task} has no eval set '{eval_name}'; it has {', '.join(data.evals)}")
-  eval_set = data.evals[eval_name]
+  return eval_set_images(data.evals[eval_name], task, eval_name, seed=seed, data_dir=data_dir)
+
+
+def eval_set_images(eval_set: EvalSet, task: str, eval_name: str, *, seed: int = 0,
+                    data_dir: Optional[str] = None) -> Iterator[dict]:
+  """`eval_images` of any eval set, e.g. one made for a dataset outside the suites.
+
+  Each clean image is degraded with a generator seeded by (seed, task, eval_name, image
+  name), so the same set named the same way gives the same inputs as in training.
+  """
   degradation = degradations.make(eval_set.degradation[0], **eval_set.degradation[1])
   source = datasets.open_split(eval_set.split, data_dir)
   for index in range(len(source)):

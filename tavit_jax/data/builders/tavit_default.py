@@ -1,35 +1,52 @@
 """`tavit_default`: the offline default dataset, built in seconds with no network.
 
 Clean images only (degradations are applied on the fly by the pipeline):
-- train: the scikit-image photographs `rocket` and the `stereo_motorcycle` pair, plus
-  `num_dead_leaves` seeded dead-leaves images coloured from those photographs;
+- train (`default`): photographs and natural textures bundled with scikit-image and
+  matplotlib (grey ones as grey RGB); `tiny` (tests): three of them plus four small
+  seeded dead-leaves images coloured from them;
 - test: the photographs `astronaut`, `chelsea` and `coffee`, which no client trains on.
+
+Version 1.0.0 trained mostly on dead leaves (48 of 51 images). Their flat discs and
+sharp edges taught the tiny model to flatten and sharpen everything: on the test photos
+the main job *lost* 2.3 dB on JPEG q50 and 0.8 dB on deblurring. Photographs fixed that
+(single-client deblocking, 400 steps: q50 32.16 → 32.24 dB, q10 27.11 → 27.74 dB).
 """
 
+import matplotlib.cbook
 import numpy as np
+from PIL import Image
 import skimage.data
 import tensorflow_datasets as tfds
 
 from tavit_jax.data import dead_leaves, images
 from tavit_jax.data.builders import base
 
-TRAIN_PHOTOS = ("rocket", "motorcycle_left", "motorcycle_right")
+COLOUR_PHOTOS = ("rocket", "motorcycle_left", "motorcycle_right")
+TRAIN_PHOTOS = COLOUR_PHOTOS + ("grace_hopper", "hubble_deep_field", "camera", "coins",
+                                "moon", "brick", "grass", "gravel")
 TEST_PHOTOS = ("astronaut", "chelsea", "coffee")
 
 
 def photo(name: str) -> np.ndarray:
-  """A scikit-image bundled photograph as uint8 RGB."""
+  """A photograph bundled with scikit-image (or matplotlib's `grace_hopper`) as uint8 RGB."""
   if name.startswith("motorcycle_"):
     left, right, _ = skimage.data.stereo_motorcycle()
-    return left if name.endswith("left") else right
-  return getattr(skimage.data, name)()
+    image = left if name.endswith("left") else right
+  elif name == "grace_hopper":
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as f:
+      image = np.asarray(f.convert("RGB"))
+  else:
+    image = getattr(skimage.data, name)()
+  return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
 
 
 class TavitDefaultConfig(tfds.core.BuilderConfig):
-  """How many dead-leaves images of which size join the training photographs."""
+  """Which training photographs, and how many dead-leaves images of which size join them."""
 
-  def __init__(self, *, num_dead_leaves: int, dead_leaves_size: int, seed: int = 0, **kwargs):
+  def __init__(self, *, photos: tuple[str, ...], num_dead_leaves: int, dead_leaves_size: int,
+               seed: int = 0, **kwargs):
     super().__init__(**kwargs)
+    self.photos = photos
     self.num_dead_leaves = num_dead_leaves
     self.dead_leaves_size = dead_leaves_size
     self.seed = seed
@@ -38,13 +55,17 @@ class TavitDefaultConfig(tfds.core.BuilderConfig):
 class TavitDefault(base.ImageBuilder):
   """Offline default: scikit-image photographs plus synthetic dead-leaves images."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "3 train photographs + dead leaves; 3 held-out test photographs."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "3 train photographs + dead leaves; 3 held-out test photographs.",
+      "1.1.0": "default: 11 train photographs and textures, no dead leaves.",
+  }
   BUILDER_CONFIGS = [
-      TavitDefaultConfig(name="default", description="48 dead-leaves images of 256x256.",
-                         num_dead_leaves=48, dead_leaves_size=256),
-      TavitDefaultConfig(name="tiny", description="4 dead-leaves images of 128x128 (tests).",
-                         num_dead_leaves=4, dead_leaves_size=128),
+      TavitDefaultConfig(name="default", description="11 photographs and textures.",
+                         photos=TRAIN_PHOTOS, num_dead_leaves=0, dead_leaves_size=256),
+      TavitDefaultConfig(name="tiny", description="3 photographs + 4 dead-leaves images of "
+                         "128x128 (tests).", photos=COLOUR_PHOTOS, num_dead_leaves=4,
+                         dead_leaves_size=128),
   ]
   DESCRIPTION = __doc__
   HOMEPAGE = "https://scikit-image.org/docs/stable/api/skimage.data.html"
@@ -54,7 +75,7 @@ class TavitDefault(base.ImageBuilder):
     return {split: self._generate_examples(split) for split in ("train", "test")}
 
   def _generate_examples(self, split: str):
-    for name in TRAIN_PHOTOS if split == "train" else TEST_PHOTOS:
+    for name in self.builder_config.photos if split == "train" else TEST_PHOTOS:
       yield name, {"image": images.encode_png(photo(name)), "name": name}
     if split == "train":
       yield from self._dead_leaves_examples()
@@ -62,7 +83,7 @@ class TavitDefault(base.ImageBuilder):
   def _dead_leaves_examples(self):
     config = self.builder_config
     palette = dead_leaves.palette_from(
-        [photo(n) for n in TRAIN_PHOTOS], np.random.default_rng(config.seed))
+        [photo(n) for n in COLOUR_PHOTOS], np.random.default_rng(config.seed))
     for i in range(config.num_dead_leaves):
       rng = np.random.default_rng([config.seed, i])
       image = dead_leaves.dead_leaves(config.dead_leaves_size, rng, palette)

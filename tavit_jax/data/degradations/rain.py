@@ -21,7 +21,7 @@ a lot (std 2.4 dB light, 1.3 dB heavy), mostly through the density.
 """
 
 import dataclasses
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import scipy.fft
@@ -118,9 +118,13 @@ def _streak_layers(rng: np.random.Generator, recipe: _Recipe, h: int, w: int) ->
 
 @dataclasses.dataclass(frozen=True)
 class Rain:
-  """`level` 'light', 'heavy', or a tuple of both (drawn per call)."""
+  """`level` 'light', 'heavy', or a tuple of both (drawn per call).
+
+  With both, `heavy_fraction` is the chance of 'heavy' (None: even odds).
+  """
 
   level: Union[str, Tuple[str, ...]] = "light"
+  heavy_fraction: Optional[float] = None
   margin: int = dataclasses.field(default=0, init=False)
   _levels: tuple = dataclasses.field(default=(), init=False, repr=False, compare=False)
 
@@ -129,7 +133,10 @@ class Rain:
 
   def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image = base.as_image(clean)
-    recipe = _RECIPES[base.pick(self._levels, rng)]
+    if self.heavy_fraction is not None and len(self._levels) > 1:
+      recipe = _RECIPES["heavy" if rng.random() < self.heavy_fraction else "light"]
+    else:
+      recipe = _RECIPES[base.pick(self._levels, rng)]
     h, w, _ = image.shape
     if recipe.haze[1] > 0:
       a = np.float32(rng.uniform(*recipe.haze))
