@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       suite="default",  # default | tiny | div2k | paper (tavit_jax.data.tasks.SUITES).
       data_dir=ml_collections.config_dict.placeholder(str),  # None: $TAVIT_DATA_DIR or ~/tensorflow_datasets.
-      batch_size=4,  # Patches per client per step.
+      batch_size=2,  # Patches per client per step.
       patch_size=64,
       patches_per_image=4,  # Crops taken from each decoded image.
       read_threads=1,  # Per client; results do not depend on it.
@@ -39,9 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.residual = True
   config.train = ml_collections.ConfigDict(dict(
       mode="alternating",  # alternating (TAViT) | end_to_end (the Base baseline).
-      cycles=3,  # Each: a client phase, then a server phase; evaluation after each phase.
-      client_phase_steps=(70,),  # One value for all clients, or one per client.
-      server_phase_steps=10,
+      cycles=2,  # Each: a client phase, then a server phase; evaluation after each phase.
+      client_phase_steps=(200,),  # One value for all clients, or one per client.
+      server_phase_steps=30,
       unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends only).
       client_lr=1e-3,
       server_lr=5e-4,

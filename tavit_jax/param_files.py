@@ -13,20 +13,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from tavit_jax import artifact
 from tavit_jax.errors import TavitError
 
 FORMAT = "tavit_jax.params/1"
 PARTS = ("head", "body", "tail")
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.npz"
-
-
-def _flatten(tree, prefix=""):
-  for name, value in tree.items():
-    if isinstance(value, dict):
-      yield from _flatten(value, f"{prefix}{name}/")
-    else:
-      yield f"{prefix}{name}", np.asarray(value)
 
 
 def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, task: str,
@@ -44,7 +37,7 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
   os.makedirs(folder, exist_ok=True)
   if os.path.exists(config_path):
     os.remove(config_path)
-  np.savez(params_path, **dict(_flatten({part: params[part] for part in PARTS})))
+  np.savez(params_path, **artifact.flatten({part: params[part] for part in PARTS}))
   meta = {"format": FORMAT, "task": task, "patch_size": patch_size,
           "model": model_config.to_dict(), "source": source}
   with open(config_path, "w") as f:
@@ -65,15 +58,9 @@ def load(folder: str) -> tuple[dict, ml_collections.ConfigDict, dict]:
   if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     found = meta.get("format") if isinstance(meta, dict) else None
     raise TavitError(f"{config_path}: format {found!r} is not {FORMAT!r}")
-  params: dict = {}
   try:
     with np.load(params_path) as arrays:
-      for key in arrays.files:
-        *names, leaf = key.split("/")
-        node = params
-        for name in names:
-          node = node.setdefault(name, {})
-        node[leaf] = arrays[key]
+      params = artifact.unflatten({key: arrays[key] for key in arrays.files})
   except (OSError, ValueError) as e:
     raise TavitError(f"{params_path}: not readable ({e})") from None
   config = ml_collections.ConfigDict(meta["model"])

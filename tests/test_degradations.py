@@ -203,6 +203,16 @@ def test_light_rain_only_brightens():
   assert np.all(out >= clean) and np.any(out > clean + 0.05)
 
 
+def test_rain_heavy_fraction_sets_the_odds_of_heavy_rain():
+  """Heavy rain's haze lifts black to at least 0.15 · 0.75; light rain leaves most of it black."""
+  black = np.zeros((24, 24, 3), np.float32)
+  rng = np.random.default_rng(0)
+  for fraction in (0.13, 0.5):
+    d = degradations.make("rain", level=("light", "heavy"), heavy_fraction=fraction)
+    heavy = np.mean([np.median(d(black, rng)) > 0.1 for _ in range(300)])
+    assert abs(heavy - fraction) < 0.07, (fraction, heavy)
+
+
 def test_rain_does_not_fade_at_borders():
   d = degradations.make("rain", level="light")
   black = np.zeros((160, 160, 3), np.float32)

@@ -21,6 +21,10 @@ JPEG_TRAIN = ("jpeg", {"quality": (10, 50)})
 JPEG_Q10 = ("jpeg", {"quality": 10})
 JPEG_Q50 = ("jpeg", {"quality": 50})
 NOISE_30 = ("gaussian_noise", {"sigma": 30})
+# Rain13k's heavy part (Rain1800, Rain100H's training set) is 13% of its 13,712 pairs. At
+# even odds the tiny model learnt to dehaze every bright patch: light rain fell from
+# 26.7 to 23.0 dB (200 single-client steps); at 13% it rose to 27.1 (heavy: 12.4 → 15.4).
+RAIN_TRAIN = ("rain", {"level": ("light", "heavy"), "heavy_fraction": 0.13})
 IDENTITY = ("identity", {})
 
 
@@ -43,7 +47,7 @@ def _synthetic_suite(train: Split, test: Split) -> dict[str, TaskData]:
       "deblocking": TaskData(train, JPEG_TRAIN, {
           "q10": EvalSet(test, JPEG_Q10), "q50": EvalSet(test, JPEG_Q50)}),
       "denoising": TaskData(train, NOISE_30, {"sigma30": EvalSet(test, NOISE_30)}),
-      "deraining": TaskData(train, ("rain", {"level": ("light", "heavy")}), {
+      "deraining": TaskData(train, RAIN_TRAIN, {
           "light": EvalSet(test, ("rain", {"level": "light"})),
           "heavy": EvalSet(test, ("rain", {"level": "heavy"}))}),
       "deblurring": TaskData(train, ("motion_blur", {"part": "train"}), {
