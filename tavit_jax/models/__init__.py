@@ -16,6 +16,7 @@ from tavit_jax.models.head import Head
 from tavit_jax.models.tail import Tail
 
 TIME_CONDITIONING = ("fixed", "random")
+DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # Compute dtypes; params stay float32.
 NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
 
 
@@ -89,13 +90,17 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   if config.time_conditioning not in TIME_CONDITIONING:
     raise TavitError(f"model.time_conditioning must be one of {TIME_CONDITIONING}, "
                      f"not {config.time_conditioning!r}")
+  dtype_name = config.get("dtype", "float32")
+  if dtype_name not in DTYPES:
+    raise TavitError(f"model.dtype must be one of {tuple(DTYPES)}, not {dtype_name!r}")
+  dtype = DTYPES[dtype_name]
   shared = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), groups=config.groups,
-                attn_heads=config.attn_heads, attn_head_dim=config.attn_head_dim)
+                attn_heads=config.attn_heads, attn_head_dim=config.attn_head_dim, dtype=dtype)
   downsample = 2 ** (len(config.dim_mults) - 1)
   if patch_size % downsample:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
-              dropout=config.body_dropout)
+              dropout=config.body_dropout, dtype=dtype)
   tail = Tail(**shared, zero_init_out=config.residual)
   return Model(Head(**shared), body, tail, patch_size, config.time_conditioning,
                config.residual)
@@ -106,7 +111,7 @@ def paper_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
-      time_conditioning="fixed", residual=False))
+      time_conditioning="fixed", residual=False, dtype="float32"))
 
 
 def tiny_config() -> ml_collections.ConfigDict:

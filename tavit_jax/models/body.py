@@ -1,5 +1,7 @@
 """Server body: a post-LayerNorm Transformer encoder over the head's tokens (SPEC §1)."""
 
+from typing import Any
+
 import flax.linen as nn
 
 
@@ -9,17 +11,19 @@ class EncoderLayer(nn.Module):
   heads: int
   mlp_dim: int
   dropout: float
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
     width = x.shape[-1]
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=deterministic)
     attn = nn.MultiHeadDotProductAttention(
-        num_heads=self.heads, dropout_rate=self.dropout, deterministic=deterministic)(x, x)
-    x = nn.LayerNorm(epsilon=1e-5)(x + drop(attn))
-    h = drop(nn.relu(nn.Dense(self.mlp_dim)(x)))
-    h = nn.Dense(width)(h)
-    return nn.LayerNorm(epsilon=1e-5)(x + drop(h))
+        num_heads=self.heads, dropout_rate=self.dropout, deterministic=deterministic,
+        dtype=self.dtype)(x, x)
+    x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x + drop(attn))
+    h = drop(nn.relu(nn.Dense(self.mlp_dim, dtype=self.dtype)(x)))
+    h = nn.Dense(width, dtype=self.dtype)(h)
+    return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x + drop(h))
 
 
 class Body(nn.Module):
@@ -29,6 +33,7 @@ class Body(nn.Module):
   heads: int = 8
   mlp_dim: int = 1024
   dropout: float = 0.1
+  dtype: Any = None  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, f_h, deterministic: bool = True):
@@ -36,6 +41,8 @@ class Body(nn.Module):
     tokens = f_h.reshape(b, hgt * wid, width)
     position = self.param("position_embedding", nn.initializers.normal(1.0), (hgt * wid, width))
     x = tokens + position[None]
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
     for _ in range(self.layers):
-      x = EncoderLayer(self.heads, self.mlp_dim, self.dropout)(x, deterministic)
+      x = EncoderLayer(self.heads, self.mlp_dim, self.dropout, self.dtype)(x, deterministic)
     return x.reshape(b, hgt, wid, width)

@@ -1,6 +1,6 @@
 """Client head: the UNet encoder that turns a patch into the body's tokens (SPEC §1)."""
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 
@@ -15,21 +15,22 @@ class Head(nn.Module):
   groups: int = 8
   attn_heads: int = 4
   attn_head_dim: int = 32
+  dtype: Any = None  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, x, timesteps):
-    time = TimeMLP(self.dim)(timesteps)
+    time = TimeMLP(self.dim, self.dtype)(timesteps)
     skips = []
     for level, mult in enumerate(self.dim_mults):
       features = self.dim * mult
-      x = ResnetBlock(features, self.groups)(x, time)
-      x = ResnetBlock(features, self.groups)(x, time)
-      x = ReZeroAttention(self.attn_heads, self.attn_head_dim)(x)
+      x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+      x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+      x = ReZeroAttention(self.attn_heads, self.attn_head_dim, self.dtype)(x)
       skips.append(x)
       if level < len(self.dim_mults) - 1:
-        x = Downsample()(x)
+        x = Downsample(self.dtype)(x)
     features = self.dim * self.dim_mults[-1]
-    x = ResnetBlock(features, self.groups)(x, time)
-    x = ReZeroAttention(self.attn_heads, self.attn_head_dim)(x)
-    x = ResnetBlock(features, self.groups)(x, time)
+    x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+    x = ReZeroAttention(self.attn_heads, self.attn_head_dim, self.dtype)(x)
+    x = ResnetBlock(features, self.groups, self.dtype)(x, time)
     return x, {"skips": tuple(skips), "time": time}

@@ -1,10 +1,12 @@
 """Building blocks shared by the head (UNet encoder) and tail (UNet decoder), SPEC §1.
 
 Shapes and initialisation-independent structure follow the official PyTorch modules so
-that parameter counts and imported checkpoints match exactly. Layout is NHWC.
+that parameter counts and imported checkpoints match exactly. Layout is NHWC. `dtype` is
+the compute dtype (None: float32 as the inputs); parameters stay float32.
 """
 
 import math
+from typing import Any
 
 import einops
 import flax.linen as nn
@@ -28,11 +30,12 @@ class TimeMLP(nn.Module):
   """Integer timestep → sinusoidal(dim) → Dense(4·dim) → mish → Dense(dim)."""
 
   dim: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, timesteps):
-    h = nn.Dense(4 * self.dim)(sinusoidal_embedding(timesteps, self.dim))
-    return nn.Dense(self.dim)(mish(h))
+    h = nn.Dense(4 * self.dim, dtype=self.dtype)(sinusoidal_embedding(timesteps, self.dim))
+    return nn.Dense(self.dim, dtype=self.dtype)(mish(h))
 
 
 class Block(nn.Module):
@@ -40,11 +43,12 @@ class Block(nn.Module):
 
   features: int
   groups: int = 8
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features, (3, 3), padding=1)(x)
-    return mish(nn.GroupNorm(num_groups=self.groups, epsilon=1e-5)(x))
+    x = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype)(x)
+    return mish(nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)(x))
 
 
 class ResnetBlock(nn.Module):
@@ -52,14 +56,15 @@ class ResnetBlock(nn.Module):
 
   features: int
   groups: int = 8
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, time):
-    h = Block(self.features, self.groups)(x)
-    h = h + nn.Dense(self.features)(mish(time))[:, None, None, :]
-    h = Block(self.features, self.groups)(h)
+    h = Block(self.features, self.groups, self.dtype)(x)
+    h = h + nn.Dense(self.features, dtype=self.dtype)(mish(time))[:, None, None, :]
+    h = Block(self.features, self.groups, self.dtype)(h)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1))(x)
+      x = nn.Conv(self.features, (1, 1), dtype=self.dtype)(x)
     return h + x
 
 
@@ -68,17 +73,18 @@ class LinearAttention(nn.Module):
 
   heads: int = 4
   head_dim: int = 32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    qkv = nn.Conv(3 * self.heads * self.head_dim, (1, 1), use_bias=False)(x)
+    qkv = nn.Conv(3 * self.heads * self.head_dim, (1, 1), use_bias=False, dtype=self.dtype)(x)
     # Channels split as (q|k|v, head, dim), heads major, as the official rearrange.
     q, k, v = einops.rearrange(qkv, "b x y (three h d) -> three b (x y) h d", three=3, h=self.heads)
-    k = jax.nn.softmax(k, axis=1)
+    k = jax.nn.softmax(k.astype(jnp.float32), axis=1).astype(k.dtype)
     context = jnp.einsum("bnhd,bnhe->bhde", k, v)
     out = jnp.einsum("bhde,bnhd->bnhe", context, q)
     out = einops.rearrange(out, "b (x y) h e -> b x y (h e)", x=x.shape[1])
-    return nn.Conv(x.shape[-1], (1, 1))(out)
+    return nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype)(out)
 
 
 class ReZeroAttention(nn.Module):
@@ -86,26 +92,71 @@ class ReZeroAttention(nn.Module):
 
   heads: int = 4
   head_dim: int = 32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     g = self.param("g", nn.initializers.zeros, ())
-    return x + g * LinearAttention(self.heads, self.head_dim)(x)
+    attention = LinearAttention(self.heads, self.head_dim, self.dtype)(x)
+    return x + g.astype(attention.dtype) * attention
 
 
 class Downsample(nn.Module):
   """Conv 3×3, stride 2, padding 1: halves H and W."""
 
+  dtype: Any = None
+
   @nn.compact
   def __call__(self, x):
-    return nn.Conv(x.shape[-1], (3, 3), strides=2, padding=1)(x)
+    return nn.Conv(x.shape[-1], (3, 3), strides=2, padding=1, dtype=self.dtype)(x)
+
+
+class SubPixelConvTranspose(nn.Module):
+  """PyTorch ConvTranspose2d(4, stride 2, padding 1) as four 2×2 convs, one per output phase.
+
+  The parameters are those of `nn.ConvTranspose(features, (4, 4), strides=2,
+  padding=((2, 2), (2, 2)), transpose_kernel=True)` (kernel HWOI, bias), and so are the
+  outputs to float tolerance (a test pins both). Why: XLA:CPU runs the transposed conv as a
+  conv over a zero-dilated input, three quarters of whose products are wasted, on a slow
+  path (forward + backward 29-44× slower than this form at the paper's sizes; one 2×2 conv
+  to 4·C channels was slower still; BENCHMARKS.md).
+  """
+
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, self.features, x.shape[-1]))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    # Output row 2r + a sums input rows r + a - 1 + t (t = 0, 1) times kernel row 3 - a - 2t:
+    # flipped, kernel row 2t + a, so a reshape splits it into (tap t, phase a).
+    flipped = kernel[::-1, ::-1].reshape(2, 2, 2, 2, self.features, x.shape[-1])
+    pad = ((1, 0), (0, 1))  # Phase 0 reads rows r - 1, r; phase 1 rows r, r + 1.
+    phases = [[jax.lax.conv_general_dilated(
+        x, flipped[:, a, :, b].transpose(0, 1, 3, 2), (1, 1), (pad[a], pad[b]),
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) for b in (0, 1)] for a in (0, 1)]
+    out = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (n, h, a, w, b, o)
+    n, hgt, wid = x.shape[:3]
+    return out.reshape(n, 2 * hgt, 2 * wid, self.features) + bias
 
 
 class Upsample(nn.Module):
-  """PyTorch ConvTranspose2d(4, stride 2, padding 1): exactly doubles H and W."""
+  """PyTorch ConvTranspose2d(4, stride 2, padding 1): exactly doubles H and W.
+
+  `subpixel=False` runs the transposed convolution as written (same parameters and
+  outputs); the default sub-pixel form is far faster on XLA:CPU (BENCHMARKS.md).
+  """
+
+  subpixel: bool = True
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
+    if self.subpixel:
+      return SubPixelConvTranspose(x.shape[-1], self.dtype, name="ConvTranspose_0")(x)
     # PyTorch padding p of a transposed conv is padding k-1-p on the dilated input.
     return nn.ConvTranspose(x.shape[-1], (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                            transpose_kernel=True)(x)
+                            transpose_kernel=True, dtype=self.dtype)(x)

@@ -1,6 +1,6 @@
 """Client tail: the UNet decoder from the body's tokens back to an image (SPEC §1)."""
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ class Tail(nn.Module):
   attn_head_dim: int = 32
   out_channels: int = 3
   zero_init_out: bool = False  # With a global residual: start as the identity.
+  dtype: Any = None  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, f_b, cache):
@@ -26,10 +27,11 @@ class Tail(nn.Module):
     for level in reversed(range(1, len(self.dim_mults))):
       features = self.dim * self.dim_mults[level - 1]
       x = x + skips[level]
-      x = ResnetBlock(features, self.groups)(x, time)
-      x = ResnetBlock(features, self.groups)(x, time)
-      x = ReZeroAttention(self.attn_heads, self.attn_head_dim)(x)
-      x = Upsample()(x)
-    x = Block(self.dim, self.groups)(x)
+      x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+      x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+      x = ReZeroAttention(self.attn_heads, self.attn_head_dim, self.dtype)(x)
+      x = Upsample(dtype=self.dtype)(x)
+    x = Block(self.dim, self.groups, self.dtype)(x)
     init = nn.initializers.zeros if self.zero_init_out else nn.initializers.lecun_normal()
-    return jnp.tanh(nn.Conv(self.out_channels, (1, 1), kernel_init=init)(x))
+    out = nn.Conv(self.out_channels, (1, 1), kernel_init=init, dtype=self.dtype)(x)
+    return jnp.tanh(out.astype(jnp.float32))  # The loss and the residual add in float32.

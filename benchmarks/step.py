@@ -1,0 +1,321 @@
+"""One TAViT training step: tavit_jax (jit) against PyTorch eager, and the matmul peak.
+
+  python benchmarks/step.py [--model=paper] [--batch=4] [--repeats=5] [--parts]
+      [--variants=default,native_upsample] [--threads=N] [--no-torch]
+
+A step is head → body → tail forward and backward of the MSE loss, then Adam (betas 0.5,
+0.999) on all three parts, in train mode (body dropout on) — what the joint step does for
+one client. Contenders run interleaved in one process (A, B, A, B, ...) after one warm-up
+call each, so their ratio survives a busy machine; medians are reported. The peak is the
+best of a large float32 matrix product in jnp and torch, measured in the same run.
+`--variants` times tavit_jax model variants side by side (see `VARIANTS`). Needs the
+`bench` extra (torch). Nothing here is a test.
+"""
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tavit_jax import models
+from tavit_jax.models import layers, tail as tail_module
+
+SPEC_GFLOP_PER_PATCH = 99.2  # SPEC §1: forward + backward of the paper model, XLA count.
+PATCH = 64
+
+
+def native_upsample():
+  """The tail with XLA's own transposed convolution (the pre-sub-pixel model)."""
+  return functools.partial(layers.Upsample, subpixel=False)
+
+
+VARIANTS = {"default": None, "native_upsample": native_upsample}
+
+
+def build_model(name: str, dtype: str) -> models.Model:
+  config = models.paper_config() if name == "paper" else models.tiny_config()
+  config.dtype = dtype
+  return models.build(config, PATCH)
+
+
+def with_variant(upsample, fn):
+  """Runs `fn` (which traces the model) with the variant's Upsample in the tail."""
+  def wrapped(*args):
+    original = tail_module.Upsample
+    if upsample is not None:
+      tail_module.Upsample = upsample
+    try:
+      return fn(*args)
+    finally:
+      tail_module.Upsample = original
+  return wrapped
+
+
+# ----------------------------------------------------------------------------- tavit_jax
+class JaxStep:
+  """A full jitted, donated step and the three parts' forward + backward."""
+
+  def __init__(self, model_name, variant, batch, dtype="float32"):
+    model = build_model(model_name, dtype)
+    upsample = VARIANTS[variant] and VARIANTS[variant]()
+    self.model = model
+    keys = jax.random.split(jax.random.key(0), 4)
+    init = with_variant(upsample, lambda: {"head": model.init_head(keys[0]),
+                                           "body": model.init_body(keys[1]),
+                                           "tail": model.init_tail(keys[2])})
+    self.params = init()
+    self.tx = optax.adam(3e-5, b1=0.5, b2=0.999)
+    self.opt = self.tx.init(self.params)
+    rng = np.random.default_rng(0)
+    self.x = jnp.asarray(rng.uniform(-1, 1, (batch, PATCH, PATCH, 3)), jnp.float32)
+    self.y = jnp.asarray(rng.uniform(-1, 1, (batch, PATCH, PATCH, 3)), jnp.float32)
+    self.t = jnp.zeros((batch,), jnp.int32)
+    self.key = jax.random.key(1)
+
+    def loss_fn(params, x, y, t, key):
+      out = model.apply(params, x, t, key)
+      return jnp.mean(jnp.square(out.astype(jnp.float32) - y))
+
+    def step(params, opt, x, y, t, key):
+      loss, grads = jax.value_and_grad(loss_fn)(params, x, y, t, key)
+      updates, opt = self.tx.update(grads, opt, params)
+      return optax.apply_updates(params, updates), opt, loss
+
+    self._step = jax.jit(with_variant(upsample, step), donate_argnums=(0, 1))
+    self.lowered = jax.jit(with_variant(upsample, step)).lower(
+        self.params, self.opt, self.x, self.y, self.t, self.key)
+
+    # Parts: forward + backward with fixed random cotangents (what the neighbours send).
+    f_h, cache = with_variant(upsample, model.head_apply)(self.params["head"], self.x, self.t)
+    self.f_h, self.cache = f_h, cache
+    ct = lambda tree: jax.tree_util.tree_map(
+        lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), tree)
+    self.head_ct, self.f_b_ct = ct((f_h, cache)), ct(f_h)
+
+    def head_part(head, x, t, cts):
+      _, vjp = jax.vjp(lambda h: model.head_apply(h, x, t), head)
+      return vjp(cts)
+
+    def body_part(body, f_h, key, ct_b):
+      _, vjp = jax.vjp(lambda b, f: model.body_apply(b, f, key), body, f_h)
+      return vjp(ct_b)
+
+    def tail_part(tail, f_b, cache, y):
+      return jax.value_and_grad(
+          lambda p, f, c: jnp.mean(jnp.square(model.tail_apply(p, f, c) - y)),
+          argnums=(0, 1, 2))(tail, f_b, cache)
+
+    params = jax.tree_util.tree_map(jnp.copy, self.params)  # The step donates its own.
+    self._parts = {
+        "head": (jax.jit(with_variant(upsample, head_part)),
+                 (params["head"], self.x, self.t, self.head_ct)),
+        "body": (jax.jit(body_part), (params["body"], f_h, self.key, self.f_b_ct)),
+        "tail": (jax.jit(with_variant(upsample, tail_part)),
+                 (params["tail"], f_h, cache, self.y)),
+    }
+
+  def step(self):
+    self.params, self.opt, loss = self._step(self.params, self.opt, self.x, self.y, self.t,
+                                             self.key)
+    loss.block_until_ready()
+
+  def part(self, name):
+    fn, args = self._parts[name]
+    jax.block_until_ready(fn(*args))
+
+  def flops(self) -> float:
+    """XLA's cost analysis of the compiled step, in FLOP."""
+    cost = self.lowered.compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+# ----------------------------------------------------------------------------- PyTorch
+class TorchStep:
+  """The same network from tavit_jax.torch_reference, eager, Adam on all parameters."""
+
+  def __init__(self, model_name, batch):
+    import torch  # pylint: disable=g-import-not-at-top
+    from tavit_jax import torch_reference as ref  # pylint: disable=g-import-not-at-top
+    self.torch = torch
+    config = models.paper_config() if model_name == "paper" else models.tiny_config()
+    sizes = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), heads=config.attn_heads,
+                 dim_head=config.attn_head_dim, groups=config.groups)
+    side = PATCH // 2 ** (len(config.dim_mults) - 1)
+    torch.manual_seed(0)
+    self.head = ref.Unet_encoder(3, **sizes).train()
+    self.body = ref.cnnTransformer(
+        n_token=side * side, n_embed=config.dim * config.dim_mults[-1],
+        n_head=config.body_heads, n_hid=config.body_mlp_dim, n_layer=config.body_layers,
+        dropout=config.body_dropout).train()
+    self.tail = ref.Unet_decoder(3, **sizes).train()
+    params = [p for m in (self.head, self.body, self.tail) for p in m.parameters()]
+    self.opt = torch.optim.Adam(params, lr=3e-5, betas=(0.5, 0.999))
+    self.x = torch.rand(batch, 3, PATCH, PATCH) * 2 - 1
+    self.y = torch.rand(batch, 3, PATCH, PATCH) * 2 - 1
+    self.t = torch.zeros(batch, dtype=torch.long)
+    with torch.no_grad():
+      f_h, time_vec, skips = self.head(self.x, self.t)
+    self.f_h, self.time_vec, self.skips = f_h, time_vec, skips
+    self.head_ct = [torch.randn_like(a) for a in (f_h, time_vec, *skips)]
+    self.f_b_ct = torch.randn_like(f_h)
+
+  def step(self):
+    self.opt.zero_grad(set_to_none=True)
+    f_h, time_vec, skips = self.head(self.x, self.t)
+    out = self.tail(self.body(f_h), time_vec, skips)
+    loss = self.torch.mean(self.torch.square(out - self.y))
+    loss.backward()
+    self.opt.step()
+
+  def part(self, name):
+    torch = self.torch
+    if name == "head":
+      outs = self.head(self.x, self.t)
+      torch.autograd.backward([outs[0], outs[1], *outs[2]], self.head_ct)
+    elif name == "body":
+      f_h = self.f_h.detach().requires_grad_()
+      torch.autograd.backward(self.body(f_h), self.f_b_ct)
+    else:
+      f_b = self.f_h.detach().requires_grad_()
+      skips = [s.detach().requires_grad_() for s in self.skips]
+      time_vec = self.time_vec.detach().requires_grad_()
+      out = self.tail(f_b, time_vec, skips)
+      torch.mean(torch.square(out - self.y)).backward()
+    for module in (self.head, self.body, self.tail):
+      module.zero_grad(set_to_none=True)
+
+  def flops(self) -> float:
+    """PyTorch's FlopCounterMode count of one step's forward and backward, in FLOP."""
+    from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
+    counter = FlopCounterMode(display=False)
+    with counter:
+      f_h, time_vec, skips = self.head(self.x, self.t)
+      out = self.tail(self.body(f_h), time_vec, skips)
+      self.torch.mean(self.torch.square(out - self.y)).backward()
+    for module in (self.head, self.body, self.tail):
+      module.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------- timing
+def matmul_peak(size: int, repeats: int, use_torch: bool) -> dict:
+  """Best GFLOP/s of a float32 size×size matrix product, jnp and torch."""
+  flop = 2 * size ** 3
+  a = jax.random.normal(jax.random.key(0), (size, size))
+  mm = jax.jit(jnp.dot)
+  mm(a, a).block_until_ready()
+  fns = {"jnp": lambda: mm(a, a).block_until_ready()}
+  if use_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    b = torch.randn(size, size)
+    torch.mm(b, b)
+    fns["torch"] = lambda: torch.mm(b, b)
+  best = {name: 0.0 for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      best[name] = max(best[name], flop / (time.perf_counter() - start) / 1e9)
+  return best
+
+
+def interleaved(contenders: dict, repeats: int) -> dict:
+  """Seconds per call of each contender, calls alternating; one warm-up call each."""
+  for fn in contenders.values():
+    fn()
+  times = {name: [] for name in contenders}
+  for _ in range(repeats):
+    for name, fn in contenders.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def load() -> str:
+  return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--model", choices=("paper", "tiny"), default="paper")
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--parts", action="store_true", help="also time head/body/tail fwd+bwd")
+  parser.add_argument("--variants", default="default",
+                      help=f"comma-separated tavit_jax variants: {', '.join(VARIANTS)}")
+  parser.add_argument("--dtype", default="float32", help="tavit_jax compute dtype")
+  parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+  parser.add_argument("--matmul", type=int, default=2048, help="side of the peak matmul")
+  parser.add_argument("--no-torch", dest="torch", action="store_false")
+  args = parser.parse_args()
+
+  if args.torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    if args.threads:
+      torch.set_num_threads(args.threads)
+  load_before = load()
+  variants = args.variants.split(",")
+  contenders = {f"tavit_jax ({v})" if len(variants) > 1 else "tavit_jax":
+                JaxStep(args.model, v, args.batch, args.dtype) for v in variants}
+  if args.torch:
+    contenders["PyTorch eager"] = TorchStep(args.model, args.batch)
+
+  peak = matmul_peak(args.matmul, 5, args.torch)
+  step_times = interleaved({n: c.step for n, c in contenders.items()}, args.repeats)
+  part_times = {}
+  if args.parts:
+    part_times = interleaved({(n, p): functools.partial(c.part, p)
+                              for p in ("head", "body", "tail") for n, c in contenders.items()},
+                             args.repeats)
+  peak_after = matmul_peak(args.matmul, 5, args.torch)
+  peak = {k: max(peak[k], peak_after[k]) for k in peak}
+  best_peak = max(peak.values())
+
+  first = next(iter(contenders.values()))
+  xla_flop = first.flops()
+  torch_flop = contenders["PyTorch eager"].flops() if args.torch else float("nan")
+  flop = (SPEC_GFLOP_PER_PATCH * 1e9 * args.batch if args.model == "paper" else xla_flop)
+
+  print(f"\n`python benchmarks/step.py {' '.join(os.sys.argv[1:])}`\n")
+  print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"jax {jax.__version__} ({jax.default_backend()})"
+        + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if args.torch else ""))
+  print(f"- load average (1/5/15 min): {load_before} at start, {load()} at end")
+  print(f"- model {args.model}, batch {args.batch} of {PATCH}×{PATCH}, {args.repeats} interleaved "
+        f"repeats, tavit_jax dtype {args.dtype}")
+  print(f"- matmul peak ({args.matmul}², float32): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+  print(f"- FLOP per patch: XLA cost analysis {xla_flop / args.batch / 1e9:.1f} G, "
+        f"torch FlopCounterMode {torch_flop / args.batch / 1e9:.1f} G (matmul/conv only), "
+        f"SPEC {SPEC_GFLOP_PER_PATCH} G; rates below use "
+        f"{flop / args.batch / 1e9:.1f} G\n")
+  reference = statistics.median(step_times["PyTorch eager"]) if args.torch else None
+  print("| implementation | median s/step | min s/step | GFLOP/s | % of matmul peak | speed vs PyTorch |")
+  print("|---|---|---|---|---|---|")
+  for name, times in step_times.items():
+    med = statistics.median(times)
+    ratio = f"{reference / med:.2f}×" if reference else "–"
+    print(f"| {name} | {med:.2f} | {min(times):.2f} | {flop / med / 1e9:.0f} | "
+          f"{100 * flop / med / 1e9 / best_peak:.0f}% | {ratio} |")
+  if part_times:
+    names = list(contenders)
+    print("\nForward + backward by part, median seconds:\n")
+    print("| part | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for part in ("head", "body", "tail"):
+      print(f"| {part} | " + " | ".join(
+          f"{statistics.median(part_times[(n, part)]):.2f}" for n in names) + " |")
+
+
+if __name__ == "__main__":
+  main()
