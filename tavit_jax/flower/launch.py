@@ -1,0 +1,175 @@
+"""Commands and files that start a deployment: SuperLink, SuperNodes, the Flower app, a run.
+
+Shared by the `tavit-flower` CLI and the tests. Every process starts in its own session,
+so stopping one stops its children (SuperExec, ServerApp/ClientApp processes) too.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import tomli_w
+
+# Flower's SuperExec checks for new work once a second by default; a round trip of the
+# protocol needs it several times.
+FLOWER_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
+CONNECTION = "tavit"  # Name of the SuperLink connection in the Flower configuration.
+
+APP_TOML = {
+    "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
+    "project": {"name": "tavit-flower", "version": "0.1.0", "license": "Apache-2.0",
+                "description": "TAViT split learning over Flower (tavit_jax.flower)",
+                "dependencies": ["tavit_jax[flower]"]},
+    "tool": {"flwr": {"app": {
+        "publisher": "tavit-jax",
+        "components": {"serverapp": "tavit_jax.flower.server_app:app",
+                       "clientapp": "tavit_jax.flower.client_app:app"},
+        "config": {"config": "configs/flower_tiny.py", "overrides": "", "workdir": "flower_server"},
+    }}},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+  """Certificates of a TLS deployment (see the README: 'Over Flower, across machines')."""
+
+  ca_cert: str  # CA that signed the SuperLink's certificate; clients and `flwr` trust it.
+  server_cert: str = ""  # The SuperLink's certificate and key (only on its machine).
+  server_key: str = ""
+
+
+def environment(extra: Optional[dict] = None) -> dict:
+  """This environment plus `FLOWER_ENV`, with this Python's bin folder first on PATH
+  (Flower's processes start further Flower entry points by name)."""
+  path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+  return {**os.environ, "PATH": path, **FLOWER_ENV, **(extra or {})}
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def flower_bin(name: str) -> str:
+  """A Flower entry point next to this Python (the venv's), else on PATH."""
+  candidate = os.path.join(os.path.dirname(sys.executable), name)
+  return candidate if os.path.exists(candidate) else name
+
+
+def superlink_command(port: int, tls: Optional[Tls] = None, node_auth: bool = False,
+                      host: str = "127.0.0.1") -> list[str]:
+  """Fleet, Control and Runtime APIs on one HTTP port; `host` 0.0.0.0 to accept other machines."""
+  command = [flower_bin("flower-superlink"), "--host", host, "--port", str(port),
+             "--disable-runtime-dependency-installation"]
+  if tls is None:
+    command.append("--insecure")
+  else:
+    command += ["--ssl-ca-certfile", tls.ca_cert, "--ssl-certfile", tls.server_cert,
+                "--ssl-keyfile", tls.server_key]
+  if node_auth:
+    command.append("--enable-supernode-auth")
+  return command
+
+
+def supernode_command(superlink: str, runtime_port: int, node_config: dict,
+                      tls: Optional[Tls] = None, auth_key: str = "") -> list[str]:
+  pairs = " ".join(f"{key}={json.dumps(value)}" for key, value in node_config.items())
+  command = [flower_bin("flower-supernode"), "--superlink", superlink, "--port", str(runtime_port),
+             "--node-config", pairs]
+  command += ["--insecure"] if tls is None else ["--root-certificates", tls.ca_cert]
+  if auth_key:
+    command += ["--auth-supernode-private-key", auth_key]
+  return command
+
+
+def write_app(directory: str) -> str:
+  """The Flower app project (`flwr run` builds it into a FAB): a pyproject.toml whose
+  components are this package's ServerApp and ClientApp."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "pyproject.toml"), "wb") as f:
+    tomli_w.dump(APP_TOML, f)
+  return directory
+
+
+def write_flower_home(flwr_home: str, superlink: str, tls: Optional[Tls] = None) -> str:
+  """$FLWR_HOME/config.toml with the SuperLink connection `CONNECTION` as default."""
+  connection = {"address": superlink}
+  connection.update({"insecure": True} if tls is None else {"root-certificates": tls.ca_cert})
+  os.makedirs(flwr_home, exist_ok=True)
+  with open(os.path.join(flwr_home, "config.toml"), "wb") as f:
+    tomli_w.dump({"superlink": {"default": CONNECTION, CONNECTION: connection}}, f)
+  return flwr_home
+
+
+def write_run_config(path: str, config: str, overrides: dict, workdir: str) -> str:
+  """The run config file for `flwr run --run-config`; paths made absolute for the server."""
+  config_path, _, arg = config.partition(":")
+  spec = os.path.abspath(config_path) + (f":{arg}" if arg else "")
+  with open(path, "wb") as f:
+    tomli_w.dump({"config": spec, "overrides": json.dumps(overrides),
+                  "workdir": os.path.abspath(workdir)}, f)
+  return path
+
+
+def run_command(app_dir: str, run_config: str) -> list[str]:
+  return [flower_bin("flwr"), "run", app_dir, CONNECTION, "--run-config", run_config, "--stream"]
+
+
+def start(command: list[str], log_path: str, env: Optional[dict] = None) -> subprocess.Popen:
+  """`command` in a new session, stdout and stderr to `log_path`."""
+  os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+  with open(log_path, "ab") as log_file:
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                            env=environment(env),
+                            start_new_session=True)
+
+
+def descendants(pid: int) -> list[int]:
+  """Child processes, recursively (Linux /proc; [] elsewhere)."""
+  children = []
+  try:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+      with open(f"/proc/{pid}/task/{tid}/children") as f:
+        children += [int(c) for c in f.read().split()]
+  except OSError:
+    return []
+  return children + [d for c in children for d in descendants(c)]
+
+
+def stop(process: subprocess.Popen, kill: bool = False, grace: float = 10.0) -> None:
+  """Stops the process, its session and its descendants (some Flower processes start
+  their own session): SIGTERM (or SIGKILL: a crash), then SIGKILL."""
+  if process.poll() is not None:
+    return
+  tree = descendants(process.pid)
+  try:
+    os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    process.wait(timeout=grace)
+  except subprocess.TimeoutExpired:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+  except ProcessLookupError:
+    pass
+  kills = [(os.killpg, process.pid)] + [(os.kill, pid) for pid in tree]
+  for kill_fn, pid in kills:  # What outlived the leader.
+    try:
+      kill_fn(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+      pass
+
+
+def wait_for_port(port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    with socket.socket() as s:
+      if s.connect_ex((host, port)) == 0:
+        return
+    time.sleep(0.2)
+  raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")

@@ -1,0 +1,113 @@
+"""The server's state and arithmetic: body, body optimizer, step RNG, and their checkpoints.
+
+The same pure primitives as the in-process steps (`tavit_jax.protocol`), and the same
+RNG stream: per global step `rng, step_rng = split(rng)` and per client k the keys
+`split(step_rng, 2K)[2k:2k+2]` (timesteps, dropout), so a run over Flower ends where the
+in-process run with the same seed ends.
+"""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tavit_jax import models, protocol
+from tavit_jax.flower.init import feature_dtype, server_init
+from tavit_jax.training import state as state_lib
+from tavit_jax.training.checkpoints import Checkpoints
+
+
+class BodyServer:
+
+  def __init__(self, config, workdir: str):
+    self.num_clients = len(config.clients)
+    self.model = models.build(config.model, config.data.patch_size)
+    self.token_shape = (config.data.batch_size, *self.model.token_shape)
+    self.feature_dtype = feature_dtype(self.model)
+    self.dropout = config.model.body_dropout > 0
+    tx = state_lib.optimizer(config.train.server_lr, config.train)
+    self._forward = jax.jit(functools.partial(protocol.server_forward, self.model))
+    self._backward = jax.jit(functools.partial(protocol.server_backward, self.model))
+    self._update = jax.jit(functools.partial(protocol.server_update, tx))
+    self.checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
+                                   keep=config.train.keep_checkpoints)
+    self.unify_dir = os.path.join(workdir, "unify")
+    fresh = lambda: dict(server_init(self.model, tx, config.seed), step=jnp.zeros((), jnp.int32))
+    latest = self.checkpoints.latest_step()
+    if latest is None:
+      self.state = fresh()
+      self.meta = {"unified": -1}  # Global step of the last completed FedAvg.
+    else:  # Shapes only: nothing is initialised or compiled to resume.
+      self.state, self.meta = self.checkpoints.restore(latest, jax.eval_shape(fresh))
+
+  @property
+  def step(self) -> int:
+    return int(self.state["step"])
+
+  def begin_step(self) -> np.ndarray:
+    """Advances the step and the RNG; per client (timestep key, dropout key)."""
+    rng, keys = self._split(self.state["rng"])
+    self.state = dict(self.state, rng=rng, step=self.state["step"] + 1)
+    return keys
+
+  def next_keys(self) -> np.ndarray:
+    """The keys `begin_step` will give at the next step (for prefetching f_H)."""
+    return self._split(self.state["rng"])[1]
+
+  def _split(self, rng):
+    rng, step_rng = jax.random.split(rng)
+    keys = jax.random.split(step_rng, 2 * self.num_clients)
+    return rng, np.asarray(keys).reshape(self.num_clients, 2, *rng.shape)
+
+  def dropout_key(self, keys: np.ndarray, k: int):
+    return keys[k, 1] if self.dropout else None
+
+  def forward(self, f_h: np.ndarray, dropout_key) -> np.ndarray:
+    f_h = f_h.astype(self.feature_dtype, copy=False)
+    return np.asarray(self._forward(self.state["body"], f_h, dropout_key), np.float32)
+
+  def backward(self, f_h: np.ndarray, f_b_grad: np.ndarray, dropout_key):
+    """(∂L/∂body, ∂L/∂f_H as numpy)."""
+    f_h = f_h.astype(self.feature_dtype, copy=False)
+    f_b_grad = f_b_grad.astype(self.feature_dtype, copy=False)
+    body_grad, f_h_grad = self._backward(self.state["body"], f_h, f_b_grad, dropout_key)
+    return body_grad, np.asarray(f_h_grad, np.float32)
+
+  def apply(self, body_grads: list) -> None:
+    """One body step on the mean of the clients' gradients (SPEC §2 step 4)."""
+    body, opt = self._update(self.state["body"], self.state["opt"], body_grads)
+    self.state = dict(self.state, body=body, opt=opt)
+
+  def save(self) -> None:
+    """Once per step: a FedAvg saves first, the regular checkpoint then has nothing to add."""
+    if self.checkpoints.latest_step() != self.step:
+      self.checkpoints.save(self.step, self.state, self.meta)
+
+  # FedAvg in two stages, so that a restart resends the same means.
+  def _unify_path(self, step: int) -> str:
+    return os.path.join(self.unify_dir, f"{step}.npz")
+
+  def pending_means(self, step: int):
+    """The means computed for the FedAvg at `step` before a crash, if any."""
+    path = self._unify_path(step)
+    if not os.path.exists(path):
+      return None
+    with np.load(path) as saved:
+      flat = {name: saved[name] for name in saved.files}
+    return json.loads(str(flat.pop("__tasks__"))), flat
+
+  def keep_means(self, step: int, tasks: list[int], flat: dict) -> None:
+    os.makedirs(self.unify_dir, exist_ok=True)
+    tmp = self._unify_path(step) + ".tmp.npz"
+    np.savez(tmp, __tasks__=np.array(json.dumps(tasks)), **flat)
+    os.replace(tmp, self._unify_path(step))
+
+  def finish_unify(self, step: int) -> None:
+    """Checkpoint first: until it exists, a restart resends the kept means."""
+    self.meta = dict(self.meta, unified=step)
+    self.save()
+    for name in os.listdir(self.unify_dir) if os.path.isdir(self.unify_dir) else []:
+      os.remove(os.path.join(self.unify_dir, name))

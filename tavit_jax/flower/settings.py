@@ -1,0 +1,70 @@
+"""The experiment config as both sides of a deployment read it, and the Flower settings.
+
+Server and clients load the same config file on their own machines; a fingerprint of the
+fields both sides depend on lets the server refuse a client that loaded another one.
+Imports no JAX (the ClientApp process loads this package).
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+from tavit_jax.errors import TavitError
+
+# Fields that must agree between the server and every client.
+SHARED_FIELDS = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode",
+                 "train.cycles", "train.client_phase_steps", "train.server_phase_steps",
+                 "train.unify_every")
+FAILURE_POLICIES = ("wait", "proceed")
+
+
+def flower_defaults() -> ml_collections.ConfigDict:
+  """`config.flower` of configs/flower_tiny.py; configs without that section get these."""
+  return ml_collections.ConfigDict(dict(
+      reply_timeout=60.0,  # Seconds a client has to answer one message before it is reported.
+      on_client_failure="wait",  # wait: until it is back (max_wait); proceed: step without it.
+      max_wait=600.0,  # Seconds to wait for a failed client before the run stops.
+      start_timeout=300.0,  # Seconds to wait for every client to join at the start.
+      poll_interval=0.05,  # Seconds between two pulls of replies from the SuperLink.
+  ))
+
+
+def load_config(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """A locked config from 'path/to/config.py[:arg]' plus flat overrides {'train.cycles': 1}."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise TavitError(f"config file {path} not found")
+  module_spec = importlib.util.spec_from_file_location("tavit_flower_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  config.unlock()
+  if "flower" not in config:
+    config.flower = flower_defaults()
+  try:
+    config.update_from_flattened_dict(dict(overrides or {}))
+  except KeyError as e:
+    raise TavitError(f"config override names no config field: {e}") from e
+  config.lock()
+  if config.flower.on_client_failure not in FAILURE_POLICIES:
+    raise TavitError(f"flower.on_client_failure must be one of {FAILURE_POLICIES}, "
+                     f"not {config.flower.on_client_failure!r}")
+  return config
+
+
+def parse_overrides(text: str) -> dict:
+  """Overrides as JSON text (how run and node configs carry them); '' is none."""
+  return json.loads(text) if text else {}
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> str:
+  values = {}
+  for dotted in SHARED_FIELDS:
+    value = config
+    for part in dotted.split("."):
+      value = value[part]
+    values[dotted] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+  return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]

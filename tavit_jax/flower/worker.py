@@ -1,0 +1,242 @@
+"""One client's long-lived side: head, tail, optimizer state, data, and their checkpoints.
+
+Flower starts a fresh ClientApp process for every message; loading JAX, the state and
+compiled functions each time would cost seconds per message. So the ClientApp relays each
+message over a local socket to this worker, which keeps all of that in memory and commits
+to its own orbax directory before it acknowledges anything that changed its state.
+
+Every request is idempotent, so the server may resend after a failure on either side:
+- forward/backward are pure functions of the committed state and the step (the batch of
+  global step s is a pure function of (seed, s)); a client phase step that was already
+  applied answers 'done';
+- update and set_weights apply at most once per step (the commit records the step).
+"""
+
+import functools
+import logging
+import os
+import secrets
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Listener
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tavit_jax import models, protocol
+from tavit_jax.data import pipeline
+from tavit_jax.flower import settings, wire
+from tavit_jax.flower.init import client_init, feature_dtype
+from tavit_jax.training import state as state_lib
+from tavit_jax.training.checkpoints import Checkpoints
+
+log = logging.getLogger("tavit_jax.flower.worker")
+
+
+class ProtocolError(Exception):
+  """A request this client refuses; its text goes back to the server."""
+
+
+class ClientWorker:
+  """Client `index` of `config.clients`, with its state in `workdir`."""
+
+  def __init__(self, config, index: int, workdir: str):
+    tasks = list(config.clients)
+    if not 0 <= index < len(tasks):
+      raise ValueError(f"client index {index} is not in [0, {len(tasks)})")
+    self.config, self.index = config, index
+    self.client = pipeline.assign_clients(tasks)[index]
+    self.model = models.build(config.model, config.data.patch_size)
+    self.batch_size = config.data.batch_size
+    self.token_shape = (self.batch_size, *self.model.token_shape)
+    self.feature_dtype = feature_dtype(self.model)
+    tx = state_lib.optimizer(config.train.client_lr, config.train)
+    self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
+    self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
+    self._update = jax.jit(functools.partial(protocol.client_update, self.model, tx))
+    data = config.data
+    self.data = iter(pipeline.train_dataset(
+        self.client, suite=data.suite, batch_size=data.batch_size, patch_size=data.patch_size,
+        patches_per_image=data.patches_per_image, seed=config.seed, read_threads=data.read_threads,
+        data_dir=data.data_dir))
+    self.checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=2)
+    fresh = functools.partial(client_init, self.model, tuple(tasks), index, tx, config.seed)
+    # Committed bookkeeping: position = global step of the next batch of the data iterator.
+    self.meta = {"commit": 0, "position": 0, "last_update": -1, "unified": -1}
+    self.committed_data = self.data.get_state()
+    latest = self.checkpoints.latest_step()
+    if latest is None:
+      self.state = fresh()
+    else:  # Shapes only: nothing is initialised or compiled to resume.
+      self.state, saved = self.checkpoints.restore(latest, jax.eval_shape(fresh))
+      self.meta, self.committed_data = saved["meta"], saved["data"]
+      self.data.set_state(self.committed_data)
+      log.info("client %d resumed from commit %d (last update at step %d)", index,
+               self.meta["commit"], self.meta["last_update"])
+    self.position = self.meta["position"]
+    self.batch = None  # (step, x, y) of the last batch drawn.
+    self.pending = None  # Per step: what backward and update need.
+
+  # Data: the batch of global step s, whatever was drawn before.
+  def _batch(self, step: int):
+    if self.batch is not None and self.batch[0] == step:
+      return self.batch[1:]
+    if self.position > step:
+      if self.meta["position"] > step:
+        raise ProtocolError(f"step {step} is before this client's committed step "
+                            f"{self.meta['position']}; it cannot be replayed")
+      self.data.set_state(self.committed_data)
+      self.position = self.meta["position"]
+    while self.position < step:
+      next(self.data)
+      self.position += 1
+    batch = next(self.data)
+    self.position += 1
+    self.batch = (step, batch["input"], batch["target"])
+    return self.batch[1:]
+
+  def _commit(self) -> None:
+    """Durable before the reply: an acknowledged update or unify survives a crash."""
+    self.meta = dict(self.meta, commit=self.meta["commit"] + 1, position=self.position)
+    self.committed_data = self.data.get_state()
+    self.checkpoints.save(self.meta["commit"], self.state,
+                          {"data": self.committed_data, "meta": self.meta})
+
+  def _feature(self, name: str, arrays: dict) -> np.ndarray:
+    """A received f_B or ∂L/∂f_H: checked, then in the model's feature dtype."""
+    array = wire.check_array(name, arrays.get(name), self.token_shape)
+    return array.astype(self.feature_dtype, copy=False)
+
+  def _done(self, config) -> bool:
+    return config.get("phase") == "client" and config["step"] <= self.meta["last_update"]
+
+  # Protocol steps (SPEC §2), each (config, arrays) -> (config, arrays).
+  def hello(self, config, arrays):
+    del config, arrays
+    return {"client_index": self.index, "task": self.client.task, "name": self.client.name,
+            "fingerprint": settings.fingerprint(self.config),
+            "last_update": self.meta["last_update"], "unified": self.meta["unified"]}, {}
+
+  def forward(self, config, arrays):
+    del arrays
+    step = config["step"]
+    if self._done(config):
+      return {"done": True}, {}
+    x, y = self._batch(step)
+    timesteps = self.model.timesteps(jnp.asarray(config["key"], jnp.uint32), self.batch_size)
+    f_h, cache = self._forward(self.state["head"], x, timesteps)
+    self.pending = {"step": step, "x": x, "y": y, "t": timesteps, "cache": cache}
+    return {}, {"f_h": np.asarray(f_h, np.float32)}
+
+  def backward(self, config, arrays):
+    f_b = self._feature("f_b", arrays)
+    if self._done(config):
+      return {"done": True}, {}
+    if self.pending is None or self.pending["step"] != config["step"]:
+      self.forward(config, {})  # Restarted since: recompute, it is pure.
+    p = self.pending
+    loss, tail_grad, f_b_grad, cache_grad = self._backward(self.state["tail"], p["cache"], f_b,
+                                                           p["y"])
+    p.update(tail_grad=tail_grad, cache_grad=cache_grad, loss=float(loss))
+    return {"loss": float(loss)}, {"f_b_grad": np.asarray(f_b_grad, np.float32)}
+
+  def update(self, config, arrays):
+    step = config["step"]
+    if step <= self.meta["last_update"]:
+      return {"done": True}, {}
+    f_h_grad = self._feature("f_h_grad", arrays)
+    p = self.pending
+    if p is None or p["step"] != step or "tail_grad" not in p:
+      return {"stale": True}, {}  # Restarted after backward: the server redoes the step.
+    s = self.state
+    head, tail, opt = self._update(s["head"], s["tail"], s["opt"], p["x"], p["t"], f_h_grad,
+                                   p["cache_grad"], p["tail_grad"])
+    self.state = {"head": head, "tail": tail, "opt": opt}
+    self.meta = dict(self.meta, last_update=step)
+    self._commit()
+    self.pending = None
+    return {"loss": p["loss"]}, {}
+
+  def get_weights(self, config, arrays):
+    del config, arrays
+    return {}, wire.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+
+  def set_weights(self, config, arrays):
+    step = config["step"]
+    if step <= self.meta["unified"]:
+      return {"done": True}, {}
+    current = wire.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+    if set(arrays) != set(current):
+      raise ProtocolError("set_weights: the arrays do not name this client's head and tail")
+    for name, value in current.items():
+      wire.check_array(name, arrays[name], value.shape, value.dtype)
+    weights = jax.tree_util.tree_map(jnp.asarray, wire.unflatten(arrays))
+    self.state = dict(self.state, head=weights["head"], tail=weights["tail"])
+    self.meta = dict(self.meta, unified=step)
+    self._commit()
+    return {}, {}
+
+  def handle(self, kind: str, config: dict, arrays: dict):
+    """One request; a `next_step` in its config also returns f_H of that step
+    ('next_f_h'), saving the server a round trip (SPEC §2 step 1 of the next step)."""
+    if kind not in wire.MESSAGE_TYPES:
+      raise ProtocolError(f"unknown request {kind!r}")
+    reply, out = getattr(self, kind)(config, arrays)
+    if "next_step" in config and not reply.get("stale"):
+      next_config = {"step": config["next_step"], "key": config["next_key"],
+                     "phase": config["next_phase"]}
+      next_reply, next_out = self.forward(next_config, {})
+      if next_reply.get("done"):
+        reply["next_done"] = True
+      else:
+        out["next_f_h"] = next_out["f_h"]
+    return reply, out
+
+  def warm_up(self) -> None:
+    """Compiles every step before joining, so the first messages answer in time."""
+    x = np.zeros((self.batch_size, self.config.data.patch_size, self.config.data.patch_size, 3),
+                 np.float32)
+    t = self.model.timesteps(None, self.batch_size)
+    f_h, cache = self._forward(self.state["head"], x, t)
+    _, tail_grad, _, cache_grad = self._backward(self.state["tail"], cache, f_h, x)
+    s = self.state
+    jax.block_until_ready(self._update(s["head"], s["tail"], s["opt"], x, t, f_h, cache_grad,
+                                       tail_grad))
+
+
+def listen(socket_path: str) -> Listener:
+  """A Unix socket of this user for the ClientApp; its key is written next to it (mode
+  0600), so only processes of this user that can read it (the ClientApp) may connect."""
+  if os.path.exists(socket_path):
+    os.remove(socket_path)
+  key = secrets.token_bytes(32)
+  fd = os.open(socket_path + ".key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+  with os.fdopen(fd, "wb") as f:
+    f.write(key)
+  return Listener(socket_path, family="AF_UNIX", authkey=key)
+
+
+def serve(worker: ClientWorker, listener: Listener) -> None:
+  """Answers relayed requests forever, one at a time."""
+  while True:
+    try:
+      conn = listener.accept()
+    except (OSError, EOFError, AuthenticationError) as e:
+      log.warning("refused a connection: %s", e)
+      continue
+    with conn:
+      request = {}
+      try:
+        request = conn.recv()
+        reply = worker.handle(request["kind"], request["config"], request["arrays"])
+        conn.send({"config": reply[0], "arrays": reply[1]})
+      except (ProtocolError, wire.BadArray) as e:
+        log.warning("refused %s of step %s: %s", request.get("kind"),
+                    request.get("config", {}).get("step"), e)
+        conn.send({"error": str(e)})
+      except Exception as e:  # pylint: disable=broad-except
+        log.exception("request failed")
+        try:
+          conn.send({"error": f"{type(e).__name__}: {e}"})
+        except OSError:
+          pass

@@ -1,0 +1,22 @@
+"""A client process that sends f_H as float64, as a buggy or hostile client would.
+
+  python tests/flower_bad_client.py client --config=... (the arguments of `tavit-flower client`)
+"""
+
+import sys
+
+import numpy as np
+
+from tavit_jax.flower import cli
+from tavit_jax.flower.worker import ClientWorker
+
+
+class Float64Worker(ClientWorker):
+
+  def forward(self, config, arrays):
+    reply, out = super().forward(config, arrays)
+    return reply, {name: array.astype(np.float64) for name, array in out.items()}
+
+
+if __name__ == "__main__":
+  cli.client(cli.parser().parse_args(sys.argv[1:]), worker_class=Float64Worker)
