@@ -118,15 +118,20 @@ def is_artifact(path: str) -> bool:
   return os.path.isfile(os.path.join(path, INFO_FILE))
 
 
-def read_info(folder: str) -> dict:
-  path = os.path.join(folder, INFO_FILE)
+def read_json(path: str):
+  """A JSON file's content; an unreadable or malformed file is a one-line error naming it."""
   try:
     with open(path) as f:
-      info = json.load(f)
+      return json.load(f)
   except OSError as e:
     raise TavitError(f"{path}: cannot open ({e.strerror})") from None
   except ValueError as e:
     raise TavitError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_info(folder: str) -> dict:
+  path = os.path.join(folder, INFO_FILE)
+  info = read_json(path)
   if not isinstance(info, dict) or info.get("format") != FORMAT:
     found = info.get("format") if isinstance(info, dict) else None
     raise TavitError(f"{path}: format {found!r} is not {FORMAT!r}; export again with this version")

@@ -50,11 +50,7 @@ def load(folder: str) -> tuple[dict, ml_collections.ConfigDict, dict]:
   for path in (config_path, params_path):
     if not os.path.isfile(path):
       raise TavitError(f"{folder} holds no saved parameters: {path} is missing")
-  try:
-    with open(config_path) as f:
-      meta = json.load(f)
-  except ValueError as e:
-    raise TavitError(f"{config_path}: not valid JSON ({e})") from None
+  meta = artifact.read_json(config_path)
   if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     found = meta.get("format") if isinstance(meta, dict) else None
     raise TavitError(f"{config_path}: format {found!r} is not {FORMAT!r}")

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from tavit_jax import models
+from tavit_jax import artifact, models
 from tavit_jax.data.pipeline import assign_clients
 from tavit_jax.errors import TavitError
 
@@ -53,13 +53,7 @@ class Trained:
 def read_config(path: str) -> dict:
   """The config.json of a workdir or a parameters folder."""
   file = os.path.join(path, CONFIG_FILE)
-  try:
-    with open(file) as f:
-      config = json.load(f)
-  except OSError as e:
-    raise TavitError(f"{file}: cannot open ({e.strerror})") from None
-  except ValueError as e:
-    raise TavitError(f"{file}: not valid JSON ({e})") from None
+  config = artifact.read_json(file)
   if not isinstance(config, dict):
     raise TavitError(f"{file}: not a tavit_jax config")
   return config

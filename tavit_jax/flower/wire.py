@@ -49,17 +49,6 @@ def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
   return flat
 
 
-def unflatten(flat: dict[str, np.ndarray]) -> dict:
-  tree: dict = {}
-  for path, value in flat.items():
-    *parents, leaf = path.split("/")
-    node = tree
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
-  return tree
-
-
 def content(config: dict, arrays: dict[str, np.ndarray]) -> RecordDict:
   record = ArrayRecord({name: Array(np.asarray(a, order="C")) for name, a in arrays.items()})
   return RecordDict({"config": ConfigRecord(dict(config)), "arrays": record})

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tavit_jax import models, protocol
+from tavit_jax import artifact, models, protocol
 from tavit_jax.data import pipeline
 from tavit_jax.flower import settings, wire
 from tavit_jax.flower.init import client_init, feature_dtype
@@ -170,7 +170,7 @@ class ClientWorker:
       raise ProtocolError("set_weights: the arrays do not name this client's head and tail")
     for name, value in current.items():
       wire.check_array(name, arrays[name], value.shape, value.dtype)
-    weights = jax.tree_util.tree_map(jnp.asarray, wire.unflatten(arrays))
+    weights = jax.tree_util.tree_map(jnp.asarray, artifact.unflatten(arrays))
     self.state = dict(self.state, head=weights["head"], tail=weights["tail"])
     self.meta = dict(self.meta, unified=step)
     self._commit()
