@@ -47,7 +47,8 @@ def client_one(model, tx):
 
 def contenders(model, num_clients: int, batch_size: int) -> dict:
   tx = optax.adam(3e-5, b1=0.5, b2=0.999)
-  opt_config = ml_collections.ConfigDict(dict(b1=0.5, b2=0.999, grad_clip=0.0))
+  opt_config = ml_collections.ConfigDict(dict(b1=0.5, b2=0.999, grad_clip=0.0, lr_decay="constant",
+                                              lr_hold=0.0))
   client_tx = state_lib.optimizer(3e-5, opt_config)
   tasks = [f"task{k % 4}" for k in range(num_clients)]
   ids = state_lib.task_ids(tasks)

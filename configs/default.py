@@ -47,9 +47,12 @@ def get_config() -> ml_collections.ConfigDict:
       unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends only).
       client_lr=1e-3,
       server_lr=5e-4,
+      lr_decay="cosine",  # constant (official) | cosine: to 0 over each side's updates,
+      lr_hold=0.5,  # after holding the rate for this fraction of them.
       b1=0.5,  # Adam betas of the official client, used on both sides.
       b2=0.999,
       grad_clip=1.0,  # Global-norm clipping before Adam (0: off, as the official code).
+      wire_dtype="float32",  # float32 | bfloat16: features and gradients on the wire.
       client_map="auto",  # auto | vmap | loop: how clients run within a step (see steps.py).
       log_every=10,
       checkpoint_every=50,

@@ -7,11 +7,44 @@ and their gradients travel in `wire_dtype` (bfloat16 halves them); parameters al
 travel as stored (float32).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
+
+WIRE_DTYPES = ("float32", "bfloat16")
+
+
+def wire_dtype(name: str):
+  """The dtype features and gradients travel in; None when they travel as computed."""
+  if name not in WIRE_DTYPES:
+    raise TavitError(f"train.wire_dtype must be one of {WIRE_DTYPES}, not {name!r}")
+  return jnp.bfloat16 if name == "bfloat16" else None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def over_wire(x, dtype):
+  """`x` as it arrives after travelling in `dtype`; its gradient travels back the same way.
+
+  What a fused step computes in place of a send: f_H and f_B are rounded going forward,
+  ∂L/∂f_B and ∂L/∂f_H coming back, exactly where a deployment would cast them.
+  """
+  return x.astype(dtype).astype(x.dtype)
+
+
+def _over_wire_fwd(x, dtype):
+  return over_wire(x, dtype), None
+
+
+def _over_wire_bwd(dtype, _, grad):
+  return (grad.astype(dtype).astype(grad.dtype),)
+
+
+over_wire.defvjp(_over_wire_fwd, _over_wire_bwd)
 
 
 def _nbytes(tree, dtype=None) -> int:
@@ -42,3 +75,43 @@ def bytes_per_step(model: Model, patch_size: int, batch_size: int,
       "fedavg_upload": params,  # Head + tail to the server, per unifying step.
       "fedavg_download": params,  # The task's average back.
   }
+
+
+def run_totals(per_step: dict, phases, per_client_steps, task_ids, unify_every: int) -> dict:
+  """Bytes each way over a whole alternating schedule, summed over clients.
+
+  A client alone in its task takes no part in FedAvg, so it uploads nothing for it.
+  """
+  up = down = 0
+  for phase in phases:
+    if phase.kind == "server":
+      up += len(task_ids) * phase.steps * per_step["server_phase_up"]
+      down += len(task_ids) * phase.steps * per_step["server_phase_down"]
+      continue
+    steps = np.minimum(per_client_steps, phase.steps)
+    up += int(steps.sum()) * per_step["client_phase_up"]
+    down += int(steps.sum()) * per_step["client_phase_down"]
+    offsets = set(range(unify_every, phase.steps + 1, unify_every)) if unify_every else set()
+    unifies = len(offsets | {phase.steps})
+    sharing = int(np.sum(np.bincount(task_ids)[task_ids] > 1))
+    up += sharing * unifies * per_step["fedavg_upload"]
+    down += sharing * unifies * per_step["fedavg_download"]
+  return {"up": up, "down": down}
+
+
+def markdown_table(per_step: dict, totals: dict, wire_dtype_name: str) -> list[str]:
+  """Bytes per client per step each way, per FedAvg, and the run's total, as Markdown lines."""
+  mib = lambda n: f"{n / 2**20:,.1f} MiB"
+  return [
+      f"Communication (features and gradients in {wire_dtype_name}):",
+      "",
+      "| | up (client → server) | down (server → client) |",
+      "|---|---|---|",
+      f"| client-phase step, per client | {per_step['client_phase_up']:,} B "
+      f"| {per_step['client_phase_down']:,} B |",
+      f"| server-phase step, per client | {per_step['server_phase_up']:,} B "
+      f"| {per_step['server_phase_down']:,} B |",
+      f"| FedAvg, per client and unifying step | {per_step['fedavg_upload']:,} B "
+      f"| {per_step['fedavg_download']:,} B |",
+      f"| whole run, all clients | {mib(totals['up'])} | {mib(totals['down'])} |",
+  ]

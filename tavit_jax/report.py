@@ -128,8 +128,9 @@ def _phase_table(rows: Sequence[Row]) -> List[str]:
   return lines
 
 
-def write_tables(rows: Sequence[Row], out_dir: str) -> str:
-  """Writes results.csv (every row and key) and results.md; returns the Markdown."""
+def write_tables(rows: Sequence[Row], out_dir: str, footer: Sequence[str] = ()) -> str:
+  """Writes results.csv (every row and key) and results.md (ending with `footer`'s
+  Markdown lines); returns the Markdown."""
   if not rows:
     raise ValueError("write_tables needs at least one result row")
   os.makedirs(out_dir, exist_ok=True)
@@ -138,7 +139,8 @@ def write_tables(rows: Sequence[Row], out_dir: str) -> str:
     writer = csv.DictWriter(f, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-  markdown = "\n".join(_final_table(rows) + [""] + _phase_table(rows)) + "\n"
+  footer = [""] + list(footer) if footer else []
+  markdown = "\n".join(_final_table(rows) + [""] + _phase_table(rows) + footer) + "\n"
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(markdown)
   return markdown

@@ -1,6 +1,14 @@
-"""Predicted message sizes agree with SPEC §1 (131,072 floats per patch) and the counts."""
+"""Message sizes (SPEC §1: 131,072 floats per patch), run totals and the bfloat16 wire."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
 
 from tavit_jax import communication, models
+from tavit_jax.errors import TavitError
+from tavit_jax.training import schedule
 
 
 def test_paper_model_bytes_per_client_and_step():
@@ -21,3 +29,30 @@ def test_bfloat16_wire_halves_messages_not_parameters():
   assert bf16["features_up"] * 2 == f32["features_up"]
   assert bf16["client_phase_down"] * 2 == f32["client_phase_down"]
   assert bf16["fedavg_upload"] == f32["fedavg_upload"]
+
+
+def test_over_wire_rounds_the_value_going_and_the_gradient_coming_back():
+  x = jnp.array([1.0 + 2**-10, 3.0], jnp.float32)  # 1 + 2^-10 is not a bfloat16.
+  w = jnp.array([1.0 + 2**-12, 1.0], jnp.float32)
+  value, grad = jax.value_and_grad(lambda x: jnp.sum(communication.over_wire(x, jnp.bfloat16) * w))(x)
+  assert value == 1.0 * w[0] + 3.0  # x arrived as bfloat16 [1, 3].
+  np.testing.assert_array_equal(grad, [1.0, 1.0])  # w, the cotangent, went back as bfloat16.
+
+
+def test_run_totals_count_every_message_and_fedavg_only_among_task_peers():
+  train = ml_collections.ConfigDict(dict(mode="alternating", cycles=2, client_phase_steps=(4, 2, 4),
+                                         server_phase_steps=3, unify_every=2))
+  phases = schedule.make_schedule(train, 3)
+  per_step = {"client_phase_up": 10, "client_phase_down": 20, "server_phase_up": 100,
+              "server_phase_down": 1000, "fedavg_upload": 10_000, "fedavg_download": 100_000}
+  ids = np.array([0, 1, 0])  # Clients 0 and 2 share a task; client 1 is alone in its task.
+  totals = communication.run_totals(per_step, phases, schedule.client_phase_steps(train, 3), ids, 2)
+  client_steps, server_steps = 2 * (4 + 2 + 4), 2 * 3 * 3
+  fedavgs = 2 * 2 * 2  # 2 cycles × unifying steps 2 and 4 × 2 task peers.
+  assert totals == {"up": 10 * client_steps + 100 * server_steps + 10_000 * fedavgs,
+                    "down": 20 * client_steps + 1000 * server_steps + 100_000 * fedavgs}
+
+
+def test_unknown_wire_dtype_is_named():
+  with pytest.raises(TavitError, match="train.wire_dtype .* not 'float16'"):
+    communication.wire_dtype("float16")

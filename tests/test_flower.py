@@ -16,6 +16,7 @@ pytest.importorskip("flwr")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tavit_jax import models
+from tavit_jax.errors import TavitError
 from tavit_jax.flower import launch, settings
 from tavit_jax.flower.local import LocalDeployment
 from tavit_jax.flower.server import BodyServer
@@ -54,8 +55,7 @@ def in_process(config, workdir):
   """The reference: `train_and_evaluate`, then its final state."""
   train_and_evaluate(config, workdir)
   model = models.build(config.model, config.data.patch_size)
-  client_tx = state_lib.optimizer(config.train.client_lr, config.train)
-  server_tx = state_lib.optimizer(config.train.server_lr, config.train)
+  client_tx, server_tx = state_lib.optimizers(config.train, len(config.clients))
   like = jax.eval_shape(lambda: state_lib.init_state(model, list(config.clients), client_tx,
                                                      server_tx, jax.random.PRNGKey(config.seed)))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"))
@@ -203,3 +203,8 @@ def test_a_client_sending_float64_features_is_rejected_and_the_body_stays_clean(
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(server.state))
     step = read_jsonl(os.path.join(deployment.server_dir, "steps.jsonl"))[0]
     assert step["skipped"] == [1] and list(step["losses"]) == ["0"]
+
+
+def test_a_wire_dtype_flower_does_not_send_is_refused_up_front():
+  with pytest.raises(TavitError, match="wire_dtype='bfloat16' is simulated by tavit-train only"):
+    settings.load_config(CONFIG, {"train.wire_dtype": "bfloat16"})

@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -23,18 +24,19 @@ def micro_model(dropout=0.0):
   return models.build(config, PATCH)
 
 
-def make(client_map, dropout=0.0, tasks=TASKS, sgd=False):
+def make(client_map, dropout=0.0, tasks=TASKS, sgd=False, wire_dtype=None):
   """`sgd`: updates linear in the gradient, to compare gradients through the parameters
   (Adam's first step is ±lr whatever the gradient's size, which hides differences)."""
   model = micro_model(dropout)
-  betas = ml_collections.ConfigDict(dict(b1=0.5, b2=0.999, grad_clip=0.0))
+  betas = ml_collections.ConfigDict(dict(b1=0.5, b2=0.999, grad_clip=0.0, lr_decay="constant",
+                                         lr_hold=0.0))
   client_tx, server_tx = ((optax.sgd(0.1), optax.sgd(0.1)) if sgd else
                           (state_lib.optimizer(1e-2, betas), state_lib.optimizer(1e-2, betas)))
   state = state_lib.init_state(model, tasks, client_tx, server_tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(tasks), client_map)
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, state_lib.task_ids(tasks), shardings,
-                               client_map, dropout=dropout > 0)
+                               client_map, dropout=dropout > 0, wire_dtype=wire_dtype)
   return model, client_tx, server_tx, state, steps
 
 
@@ -56,31 +58,55 @@ def assert_trees_equal(a, b):
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
-def test_client_step_equals_composed_primitives():
-  model, client_tx, _, state, steps = make("vmap", dropout=0.1, sgd=True)
-  before, data = copy(state), batch()
-  state, metrics = steps.client(state, data, np.ones(len(TASKS), bool))
-  # The same step, message by message, with the keys the step draws.
+def composed_client_step(model, client_tx, before, data, wire=lambda a: a):
+  """Per client (loss, head, tail) after one client step sent message by message, with the
+  keys the fused step draws; `wire` is applied to every message in transit."""
   client_forward, server_forward, client_backward, server_backward = (
       jax.jit(functools.partial(f, model)) for f in (protocol.client_forward, protocol.server_forward,
                                                      protocol.client_backward, protocol.server_backward))
   client_update = jax.jit(functools.partial(protocol.client_update, model, client_tx))
   _, step_rng = jax.random.split(before["rng"])
   keys = jax.random.split(step_rng, 2 * len(TASKS)).reshape(len(TASKS), 2, 2)
-  body = before["server"]["body"]
+  body, results = before["server"]["body"], []
   for k in range(len(TASKS)):
     at = lambda tree: jax.tree_util.tree_map(lambda a: a[k], tree)
     head, tail, opt = at(before["clients"]["head"]), at(before["clients"]["tail"]), at(before["clients"]["opt"])
     x, y = data["input"][k], data["target"][k]
     t = model.timesteps(keys[k, 0], BATCH)
     f_h, cache = client_forward(head, x, t)
-    f_b = server_forward(body, f_h, keys[k, 1])
+    f_h = wire(f_h)
+    f_b = wire(server_forward(body, f_h, keys[k, 1]))
     loss, tail_grad, f_b_grad, cache_grad = client_backward(tail, cache, f_b, y)
-    _, f_h_grad = server_backward(body, f_h, f_b_grad, keys[k, 1])
-    head, tail, _ = client_update(head, tail, opt, x, t, f_h_grad, cache_grad, tail_grad)
+    _, f_h_grad = server_backward(body, f_h, wire(f_b_grad), keys[k, 1])
+    head, tail, _ = client_update(head, tail, opt, x, t, wire(f_h_grad), cache_grad, tail_grad)
+    results.append((loss, head, tail))
+  return results
+
+
+def assert_client_step(state, metrics, composed):
+  for k, (loss, head, tail) in enumerate(composed):
+    at = lambda tree: jax.tree_util.tree_map(lambda a: a[k], tree)
     np.testing.assert_allclose(metrics["loss"][k], loss, rtol=1e-5)
     assert_trees(at(state["clients"]["head"]), head, rtol=1e-4, atol=1e-6)
     assert_trees(at(state["clients"]["tail"]), tail, rtol=1e-4, atol=1e-6)
+
+
+def test_client_step_equals_composed_primitives():
+  model, client_tx, _, state, steps = make("vmap", dropout=0.1, sgd=True)
+  before, data = copy(state), batch()
+  state, metrics = steps.client(state, data, np.ones(len(TASKS), bool))
+  assert_client_step(state, metrics, composed_client_step(model, client_tx, before, data))
+
+
+def test_bfloat16_wire_rounds_exactly_the_four_messages():
+  """f_H, f_B, ∂L/∂f_B and ∂L/∂f_H travel in bfloat16; nothing else is rounded."""
+  model, client_tx, _, state, steps = make("loop", dropout=0.1, sgd=True, wire_dtype=jnp.bfloat16)
+  before, data = copy(state), batch()
+  state, metrics = steps.client(state, data, np.ones(len(TASKS), bool))
+  in_bf16 = lambda a: a.astype(jnp.bfloat16).astype(a.dtype)
+  assert_client_step(state, metrics, composed_client_step(model, client_tx, before, data, in_bf16))
+  float32_losses = [loss for loss, _, _ in composed_client_step(model, client_tx, before, data)]
+  assert not np.allclose(metrics["loss"], float32_losses, rtol=1e-6, atol=0)
 
 
 def test_server_step_equals_mean_of_clients_gradients():

@@ -10,6 +10,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tavit_jax import communication, models
 from tavit_jax.errors import TavitError
 from tavit_jax.training.loop import TrainingDiverged, train_and_evaluate
 
@@ -58,7 +59,15 @@ def test_a_run_leaves_results_pictures_and_checkpoints(uninterrupted):
   step, _ = final_state(workdir)
   assert step == 10  # 2 cycles × (3 client + 2 server steps).
   with open(os.path.join(workdir, "results.md")) as f:
-    assert "cycle 2 server" in f.read()
+    markdown = f.read()
+  assert "cycle 2 server" in markdown
+  config = tiny_config(None)
+  sizes = communication.bytes_per_step(models.build(config.model, 32), 32, 2)
+  assert (f"| server-phase step, per client | {sizes['server_phase_up']:,} B "
+          f"| {sizes['server_phase_down']:,} B |") in markdown
+  # 4 clients, each: 2 × 3 client steps, 2 × 2 server steps, 2 FedAvgs with its task peer.
+  up = 4 * (6 * sizes["client_phase_up"] + 4 * sizes["server_phase_up"] + 2 * sizes["fedavg_upload"])
+  assert f"| whole run, all clients | {up / 2**20:,.1f} MiB |" in markdown
 
 
 def test_resume_after_interrupt_equals_uninterrupted(uninterrupted, data_dir, tmp_path):

@@ -28,7 +28,7 @@ class BodyServer:
     self.token_shape = (config.data.batch_size, *self.model.token_shape)
     self.feature_dtype = feature_dtype(self.model)
     self.dropout = config.model.body_dropout > 0
-    tx = state_lib.optimizer(config.train.server_lr, config.train)
+    _, tx = state_lib.optimizers(config.train, self.num_clients)
     self._forward = jax.jit(functools.partial(protocol.server_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.server_backward, self.model))
     self._update = jax.jit(functools.partial(protocol.server_update, tx))

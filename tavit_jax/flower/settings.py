@@ -52,6 +52,9 @@ def load_config(spec: str, overrides: dict | None = None) -> ml_collections.Conf
   if config.flower.on_client_failure not in FAILURE_POLICIES:
     raise TavitError(f"flower.on_client_failure must be one of {FAILURE_POLICIES}, "
                      f"not {config.flower.on_client_failure!r}")
+  if config.train.wire_dtype != "float32":
+    raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
+                     f"{config.train.wire_dtype!r} is simulated by tavit-train only")
   return config
 
 

@@ -50,7 +50,7 @@ class ClientWorker:
     self.batch_size = config.data.batch_size
     self.token_shape = (self.batch_size, *self.model.token_shape)
     self.feature_dtype = feature_dtype(self.model)
-    tx = state_lib.optimizer(config.train.client_lr, config.train)
+    tx, _ = state_lib.optimizers(config.train, len(tasks))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
     self._update = jax.jit(functools.partial(protocol.client_update, self.model, tx))

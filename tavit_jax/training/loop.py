@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import models, report
+from tavit_jax import communication, models, report
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.training import schedule as schedule_lib
@@ -59,8 +59,8 @@ def _check_workdir_config(config, workdir: str) -> None:
 class _Results:
   """Evaluation rows of finished phases, kept in the workdir so a resumed run reports all."""
 
-  def __init__(self, workdir: str):
-    self.workdir = workdir
+  def __init__(self, workdir: str, footer: list[str]):
+    self.workdir, self.footer = workdir, footer
     self.path = os.path.join(workdir, "results.json")
     self.rows = []
     if os.path.exists(self.path):
@@ -72,7 +72,7 @@ class _Results:
     self.rows += [{"phase": phase.index, "phase_name": phase.name, "step": step, **r} for r in rows]
     with open(self.path, "w") as f:
       json.dump(self.rows, f, indent=1)
-    report.write_tables(self.rows, self.workdir)
+    report.write_tables(self.rows, self.workdir, self.footer)
     report.plot_psnr(self.rows, os.path.join(self.workdir, "psnr_per_phase.png"))
 
 
@@ -83,6 +83,17 @@ def _diverged(step, phase, what: str, checkpoints: Checkpoints) -> TrainingDiver
   return TrainingDiverged(
       f"training diverged at step {step} ({phase.name}): {what}; stopped without saving, "
       f"{kept}. Lower train.client_lr / train.server_lr and rerun to resume from it.")
+
+
+def _communication_table(config, model, phases, per_client_steps, ids) -> list[str]:
+  """Bytes on the wire per client and step and in total; nothing for the unsplit Base."""
+  if config.train.mode != "alternating":
+    return []
+  per_step = communication.bytes_per_step(model, config.data.patch_size, config.data.batch_size,
+                                          config.train.wire_dtype)
+  totals = communication.run_totals(per_step, phases, per_client_steps, ids,
+                                    config.train.unify_every)
+  return communication.markdown_table(per_step, totals, config.train.wire_dtype)
 
 
 def _phase_summary(phase, rows) -> str:
@@ -107,15 +118,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   client_map = steps_lib.resolve_client_map(config.train.client_map)
 
   model = models.build(config.model, config.data.patch_size)
-  client_tx = state_lib.optimizer(config.train.client_lr, config.train)
-  server_tx = state_lib.optimizer(config.train.server_lr, config.train)
+  client_tx, server_tx = state_lib.optimizers(config.train, num_clients)
   mesh = steps_lib.make_mesh()
   state = state_lib.init_state(model, client_tasks, client_tx, server_tx,
                                jax.random.PRNGKey(config.seed))
   shardings = steps_lib.state_shardings(state, mesh, num_clients, client_map)
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
-                               dropout=config.model.body_dropout > 0)
+                               dropout=config.model.body_dropout > 0,
+                               wire_dtype=communication.wire_dtype(config.train.wire_dtype))
 
   data = iter(pipeline.clients_dataset_from_config(config))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
@@ -124,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     data.set_state(data_state)
   step = start_step = int(state["step"])
   unify_every = config.train.unify_every
-  results = _Results(workdir)
+  results = _Results(workdir, _communication_table(config, model, phases, per_client_steps, ids))
   writer = MetricWriter(os.path.join(workdir, "tensorboard"))
   all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
@@ -136,6 +147,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   if step:
     tqdm.write(f"Resuming {workdir} at step {step} of {phases[-1].end}.")
+  if results.footer:
+    tqdm.write("\n".join(results.footer) + "\n")
   try:
     for phase in phases:
       if phase.end <= step:
@@ -177,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       tqdm.write(_phase_summary(phase, rows))
       if max_steps is not None and step - start_step >= max_steps:
         return results.rows
-    tqdm.write("\n" + report.write_tables(results.rows, workdir))
+    tqdm.write("\n" + report.write_tables(results.rows, workdir, results.footer))
   finally:
     writer.close()
     checkpoints.close()

@@ -16,14 +16,39 @@ import ml_collections
 import numpy as np
 import optax
 
+from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
+from tavit_jax.training import schedule as schedule_lib
 
 
-def optimizer(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def optimizer(learning_rate: float, config: ml_collections.ConfigDict,
+              updates: int = 0) -> optax.GradientTransformation:
   """Adam with the official client betas (0.5, 0.999), optionally after clipping the
-  gradient's global norm (`grad_clip` > 0; not in the official optimizer)."""
+  gradient's global norm (`grad_clip` > 0; not in the official optimizer).
+
+  `lr_decay='cosine'` (not official) holds the rate for the first `lr_hold` fraction of
+  `updates` steps, then lowers it to 0 along a cosine: a short run's last steps settle
+  instead of leaving weight noise that mild inputs pay for.
+  """
+  if config.lr_decay == "cosine":
+    hold = int(config.lr_hold * updates)
+    learning_rate = optax.join_schedules(
+        [optax.constant_schedule(learning_rate),
+         optax.cosine_decay_schedule(learning_rate, max(updates - hold, 1))], [hold])
+  elif config.lr_decay != "constant":
+    raise TavitError(f"train.lr_decay must be 'constant' or 'cosine', not {config.lr_decay!r}")
   adam = optax.adam(learning_rate, b1=config.b1, b2=config.b2)
   return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam) if config.grad_clip else adam
+
+
+def optimizers(config: ml_collections.ConfigDict, num_clients: int):
+  """(client, server) optimizers of `config.train`, each decaying (if asked) over the
+  updates its side makes in the whole schedule."""
+  phases = schedule_lib.make_schedule(config, num_clients)
+  client_updates = sum(p.steps for p in phases if p.kind != "server")
+  server_updates = sum(p.steps for p in phases if p.kind != "client")
+  return (optimizer(config.client_lr, config, client_updates),
+          optimizer(config.server_lr, config, server_updates))
 
 
 def task_ids(client_tasks: Sequence[str]) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from tavit_jax.communication import over_wire
 from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
 from tavit_jax.protocol import mse
@@ -72,19 +73,27 @@ class Steps:
 
 def make_steps(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, shardings,
-               client_map: str = "vmap", dropout: bool = True) -> Steps:
-  """Steps for clients with static task ids `ids`, state `shardings`, a resolved client_map."""
+               client_map: str = "vmap", dropout: bool = True, wire_dtype=None) -> Steps:
+  """Steps for clients with static task ids `ids`, state `shardings`, a resolved client_map.
+
+  `wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
+  cross the network, as a deployment sending them in that dtype computes.
+  """
   num_clients = len(ids)
   mesh = jax.tree_util.tree_leaves(shardings)[0].mesh
   batch_sharding = NamedSharding(mesh, client_spec(num_clients, mesh, client_map))
   metrics_sharding = {"loss": NamedSharding(mesh, P())}
   tree_map = jax.tree_util.tree_map
 
+  send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
+
   # Per client, pure: these are what both client maps run.
   def loss_fn(head, tail, body, x, y, keys):
     timesteps = model.timesteps(keys[0], x.shape[0])
     dropout_rng = keys[1] if dropout else None
-    return mse(model.apply({"head": head, "body": body, "tail": tail}, x, timesteps, dropout_rng), y)
+    f_h, cache = model.head_apply(head, x, timesteps)
+    f_b = model.body_apply(body, send(f_h), dropout_rng)
+    return mse(model.tail_apply(tail, send(f_b), cache), y)
 
   def client_update(head, tail, opt, grads, active=True):
     params = {"head": head, "tail": tail}
