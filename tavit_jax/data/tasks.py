@@ -21,10 +21,12 @@ JPEG_TRAIN = ("jpeg", {"quality": (10, 50)})
 JPEG_Q10 = ("jpeg", {"quality": 10})
 JPEG_Q50 = ("jpeg", {"quality": 50})
 NOISE_30 = ("gaussian_noise", {"sigma": 30})
-# Rain13k's heavy part (Rain1800, Rain100H's training set) is 13% of its 13,712 pairs. At
-# even odds the tiny model learnt to dehaze every bright patch: light rain fell from
-# 26.7 to 23.0 dB (200 single-client steps); at 13% it rose to 27.1 (heavy: 12.4 → 15.4).
-RAIN_TRAIN = ("rain", {"level": ("light", "heavy"), "heavy_fraction": 0.13})
+# Heavy rain's haze brightens a whole patch, which a 64×64 patch cannot tell from a bright
+# scene, so the tiny model learns the mean haze and darkens light rain by it. At even odds
+# light rain fell from 26.7 to 23.0 dB (200 single-client steps); at Rain13k's 13% heavy
+# pairs the main job still darkened it by 5-8/255 (-0.35 dB); at 5% it gains +2.4 dB
+# (heavy: +1.4 instead of +2.7).
+RAIN_TRAIN = ("rain", {"level": ("light", "heavy"), "heavy_fraction": 0.05})
 IDENTITY = ("identity", {})
 
 
