@@ -24,8 +24,10 @@ from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
 
-# Config entries a workdir's checkpoints depend on; others (learning rates, eval) may change on resume.
-_STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode")
+# Config entries a workdir's checkpoints depend on (lr_decay: the optimizer states' structure);
+# others (learning rates, eval) may change on resume.
+_STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode",
+               "train.lr_decay")
 
 
 class TrainingDiverged(TavitError):
