@@ -68,8 +68,29 @@ class ResnetBlock(nn.Module):
     return h + x
 
 
+class _Pointwise(nn.Module):
+  """The parameters of a 1×1 `nn.Conv` (same names, shapes and initial values), used as a
+  matrix so the attention below can contract them in its own layout."""
+
+  features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, in_features: int):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, in_features, self.features))
+    bias = (self.param("bias", nn.initializers.zeros_init(), (self.features,))
+            if self.use_bias else jnp.zeros((self.features,), kernel.dtype))
+    return kernel[0, 0], bias
+
+
 class LinearAttention(nn.Module):
-  """Linear attention: k softmaxed over positions, no scaling and no softmax on q."""
+  """Linear attention: k softmaxed over positions, no scaling and no softmax on q.
+
+  Computed channels-first, (batch, head, dim, position) like the official module: on
+  XLA:CPU the positions-minor softmax and contractions run fwd + bwd 1.7-1.9× faster than
+  1×1 convs and a positions-major layout (benchmarks/head_layers.py). Parameters are
+  those of the two 1×1 convs ('Conv_0' to q|k|v, 'Conv_1' out).
+  """
 
   heads: int = 4
   head_dim: int = 32
@@ -77,14 +98,22 @@ class LinearAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    qkv = nn.Conv(3 * self.heads * self.head_dim, (1, 1), use_bias=False, dtype=self.dtype)(x)
+    batch, height, width, channels = x.shape
+    hidden = self.heads * self.head_dim
+    w_qkv, _ = _Pointwise(3 * hidden, use_bias=False, name="Conv_0")(channels)
+    w_out, b_out = _Pointwise(channels, name="Conv_1")(hidden)
+    x, w_qkv, w_out, b_out = nn.dtypes.promote_dtype(x, w_qkv, w_out, b_out, dtype=self.dtype)
     # Channels split as (q|k|v, head, dim), heads major, as the official rearrange.
-    q, k, v = einops.rearrange(qkv, "b x y (three h d) -> three b (x y) h d", three=3, h=self.heads)
-    k = jax.nn.softmax(k.astype(jnp.float32), axis=1).astype(k.dtype)
-    context = jnp.einsum("bnhd,bnhe->bhde", k, v)
-    out = jnp.einsum("bhde,bnhd->bnhe", context, q)
-    out = einops.rearrange(out, "b (x y) h e -> b x y (h e)", x=x.shape[1])
-    return nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype)(out)
+    w_qkv = w_qkv.reshape(channels, 3, self.heads, self.head_dim)
+    qkv = einops.einsum(x.reshape(batch, height * width, channels), w_qkv,
+                        "b n c, c t h d -> t b h d n")
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    k = jax.nn.softmax(k.astype(jnp.float32), axis=-1).astype(k.dtype)
+    context = einops.einsum(k, v, "b h d n, b h e n -> b h d e")
+    out = einops.einsum(context, q, "b h d e, b h d n -> b h e n")
+    out = einops.einsum(out, w_out.reshape(self.heads, self.head_dim, channels),
+                        "b h e n, h e c -> b n c")
+    return (out + b_out).reshape(batch, height, width, channels)
 
 
 class ReZeroAttention(nn.Module):
