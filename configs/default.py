@@ -4,8 +4,9 @@
 
 Target on a 2-core CPU: under 10 minutes, every test set's output PSNR above its input's
 (denoising by 5 dB). Measured (held-out photos, stride 64): denoising +6.8 dB, light rain
-+2.4, heavy rain +1.4, JPEG q10 +0.4, deblurring +0.04; JPEG q50 (-0.14) is not there yet:
-the tiny model still smooths mild blocking like q10's after 230 steps. Results,
++2.4, heavy rain +1.4, JPEG q10 +0.4; JPEG q50 (-0.14) and deblurring (-0.01; +0.04 in a
+run whose attention differed by 1e-6) are not there yet: the tiny model still smooths mild
+blocking like q10's, and deblurring peaks after the first cycle (+0.35). Results,
 checkpoints, sample grids and a PSNR-per-phase plot land in the workdir; rerunning resumes.
 
 The learning rates hold for half of each side's updates, then fall to 0 along a cosine
