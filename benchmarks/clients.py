@@ -15,7 +15,6 @@ Nothing here is a test.
 import argparse
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,7 @@ from tavit_jax import models
 from tavit_jax.protocol import mse
 from tavit_jax.training import state as state_lib
 from tavit_jax.training import steps as steps_lib
+from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 PATCH = 64
 
@@ -120,24 +120,16 @@ def main():
   args = parser.parse_args()
   config = models.paper_config() if args.model == "paper" else models.tiny_config()
   model = models.build(config, PATCH)
-  load_before = "/".join(f"{v:.1f}" for v in os.getloadavg())
+  load_before = load()
   rows = []
   for num_clients in [int(k) for k in args.clients.split(",")]:
-    fns = contenders(model, num_clients, args.batch)
-    for fn in fns.values():
-      fn()
-    times = {name: [] for name in fns}
-    for _ in range(args.repeats):
-      for name, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        times[name].append(time.perf_counter() - start)
+    times = interleaved(contenders(model, num_clients, args.batch), args.repeats)
     medians = {name: statistics.median(t) for name, t in times.items()}
     rows.append((num_clients, medians))
     print(f"K={num_clients}: " + ", ".join(f"{n} {s:.3f}s" for n, s in medians.items()),
           flush=True)
 
-  load_after = "/".join(f"{v:.1f}" for v in os.getloadavg())
+  load_after = load()
   names = [n for n in rows[0][1] if n != "single"]
   print(f"\n`python benchmarks/clients.py {' '.join(os.sys.argv[1:])}`\n")
   print(f"- {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}, "

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from step import interleaved, load  # benchmarks/step.py, beside this file.
+from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 from tavit_jax import torch_reference as ref
 from tavit_jax.models import layers
 

@@ -26,6 +26,7 @@ import optax
 
 from tavit_jax import models
 from tavit_jax.models import layers, tail as tail_module
+from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 SPEC_GFLOP_PER_PATCH = 99.2  # SPEC §1: forward + backward of the paper model, XLA count.
 PATCH = 64
@@ -225,23 +226,6 @@ def matmul_peak(size: int, repeats: int, use_torch: bool) -> dict:
       fn()
       best[name] = max(best[name], flop / (time.perf_counter() - start) / 1e9)
   return best
-
-
-def interleaved(contenders: dict, repeats: int) -> dict:
-  """Seconds per call of each contender, calls alternating; one warm-up call each."""
-  for fn in contenders.values():
-    fn()
-  times = {name: [] for name in contenders}
-  for _ in range(repeats):
-    for name, fn in contenders.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return times
-
-
-def load() -> str:
-  return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main():

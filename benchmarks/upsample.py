@@ -12,12 +12,12 @@ batch 4; interleaved in one process, one warm-up call each. Nothing here is a te
 import argparse
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 from tavit_jax.models.layers import Upsample
+from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -66,7 +66,7 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--repeats", type=int, default=7)
   args = parser.parse_args()
-  load_before = "/".join(f"{v:.1f}" for v in os.getloadavg())
+  load_before = load()
   fns = {}
   for channels, side in ((256, 16), (128, 32)):  # The tail's two Upsamples.
     keys = jax.random.split(jax.random.key(0), 3)
@@ -80,16 +80,10 @@ def main():
       assert error < 1e-4, (name, error)
       grad = jax.jit(jax.grad(lambda x, k, b, f=form, ct=ct: jnp.sum(f(x, k, b) * ct),
                               argnums=(0, 1, 2)))
-      fns[(f"{channels}@{side}²", name)] = (grad, (x, k, b))
-  for grad, fn_args in fns.values():
-    jax.block_until_ready(grad(*fn_args))
-  times = {key: [] for key in fns}
-  for _ in range(args.repeats):
-    for key, (grad, fn_args) in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(grad(*fn_args))
-      times[key].append(time.perf_counter() - start)
-  load_after = "/".join(f"{v:.1f}" for v in os.getloadavg())
+      fns[(f"{channels}@{side}²", name)] = (
+          lambda grad=grad, fn_args=(x, k, b): jax.block_until_ready(grad(*fn_args)))
+  times = interleaved(fns, args.repeats)
+  load_after = load()
   print(f"\n`python benchmarks/upsample.py {' '.join(os.sys.argv[1:])}`\n")
   print(f"- {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), batch 4, "
         f"{args.repeats} interleaved repeats")

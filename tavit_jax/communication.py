@@ -15,6 +15,7 @@ import numpy as np
 
 from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
+from tavit_jax.training.schedule import unifies_after
 
 WIRE_DTYPES = ("float32", "bfloat16")
 
@@ -91,8 +92,8 @@ def run_totals(per_step: dict, phases, per_client_steps, task_ids, unify_every: 
     steps = np.minimum(per_client_steps, phase.steps)
     up += int(steps.sum()) * per_step["client_phase_up"]
     down += int(steps.sum()) * per_step["client_phase_down"]
-    offsets = set(range(unify_every, phase.steps + 1, unify_every)) if unify_every else set()
-    unifies = len(offsets | {phase.steps})
+    unifies = sum(unifies_after(phase, step, unify_every)
+                  for step in range(phase.start + 1, phase.end + 1))
     sharing = int(np.sum(np.bincount(task_ids)[task_ids] > 1))
     up += sharing * unifies * per_step["fedavg_upload"]
     down += sharing * unifies * per_step["fedavg_download"]

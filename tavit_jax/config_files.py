@@ -1,7 +1,9 @@
-"""Config files build on each other, but `configs/` is not a package: load a sibling by path."""
+"""Config files: load a sibling by path (`configs/` is not a package), read a dotted field."""
 
 import importlib.util
 import os
+
+import ml_collections
 
 
 def sibling(config_file: str, name: str):
@@ -11,3 +13,10 @@ def sibling(config_file: str, name: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def lookup(config: ml_collections.ConfigDict, dotted: str):
+  """The field 'a.b' of `config`, a sub-config as a plain dict (comparable, JSON-able)."""
+  for part in dotted.split("."):
+    config = config[part]
+  return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config

@@ -66,13 +66,14 @@ def client(args, **kwargs) -> None:
 def run(args, superlink_address: str = "") -> int:
   """Submits the run to the SuperLink and streams its log until it ends."""
   workdir = os.path.abspath(args.workdir)
-  settings.load_config(args.config, _overrides(args.set))  # Fail here, not in the ServerApp.
+  overrides = _overrides(args.set)
+  settings.load_config(args.config, overrides)  # Fail here, not in the ServerApp.
   flower = os.path.join(workdir, "flower")
   app_dir = launch.write_app(os.path.join(flower, "app"))
   flwr_home = launch.write_flower_home(os.path.join(flower, "home"),
                                        superlink_address or args.superlink, _tls(args))
   run_config = launch.write_run_config(os.path.join(flower, "run_config.toml"), args.config,
-                                       _overrides(args.set), workdir)
+                                       overrides, workdir)
   return subprocess.call(launch.run_command(app_dir, run_config),
                          env=launch.environment({"FLWR_HOME": flwr_home}))
 

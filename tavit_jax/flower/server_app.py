@@ -17,6 +17,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from tavit_jax import communication
 from tavit_jax.errors import TavitError
 from tavit_jax.flower import settings
 from tavit_jax.flower.client_steps import (Prefetch, get_weights_task, key_list, set_weights_task,
@@ -57,17 +58,15 @@ class _Trainer:
     self.phases = schedule_lib.make_schedule(config.train, self.num_clients)
     self.per_client = schedule_lib.client_phase_steps(config.train, self.num_clients)
     self.prefetched: dict = {}
-    # Bytes of one of f_H, f_B, ∂L/∂f_B, ∂L/∂f_H for a client's batch (float32).
-    self.message_bytes = int(np.prod(self.server.token_shape)) * 4
+    # What each client should send and receive per step of each phase (float32 on the wire).
+    self.predicted_bytes = communication.bytes_per_step(
+        self.server.model, config.data.patch_size, config.data.batch_size)
 
   def _shares_task(self, k: int) -> bool:
     return int(np.sum(self.ids == self.ids[k])) > 1
 
   def _unifies_after(self, phase, step: int) -> bool:
-    """FedAvg after global step `step` - 1 (as `train.loop` does)."""
-    every = self.config.train.unify_every
-    return phase.kind == "client" and (
-        step == phase.end or bool(every and (step - phase.start) % every == 0))
+    return schedule_lib.unifies_after(phase, step, self.config.train.unify_every)
 
   def _phase_at(self, step: int):
     return next((p for p in self.phases if p.start <= step < p.end), None)
@@ -102,9 +101,9 @@ class _Trainer:
       else:
         self.records.event("no_gradient", f"step {step}: no client contributed; the body did "
                            "not step", logging.WARNING, step=step)
-    per_message = self.message_bytes
-    down = 2 * per_message if phase.kind == "client" else per_message
-    predicted = {k: {"up": 2 * per_message, "down": down} for k in done}
+    sizes = self.predicted_bytes
+    predicted = {k: {"up": sizes[f"{phase.kind}_phase_up"],
+                     "down": sizes[f"{phase.kind}_phase_down"]} for k in done}
     self.records.flush_wire(step, phase.kind, predicted)
     self.records.step(step=step, phase=phase.kind, cycle=phase.cycle, seconds=time.time() - started,
                       losses={str(k): r["loss"] for k, r in done.items()},

@@ -12,6 +12,7 @@ import os
 
 import ml_collections
 
+from tavit_jax import config_files
 from tavit_jax.errors import TavitError
 
 # Fields that must agree between the server and every client.
@@ -64,10 +65,5 @@ def parse_overrides(text: str) -> dict:
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> str:
-  values = {}
-  for dotted in SHARED_FIELDS:
-    value = config
-    for part in dotted.split("."):
-      value = value[part]
-    values[dotted] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+  values = {dotted: config_files.lookup(config, dotted) for dotted in SHARED_FIELDS}
   return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]

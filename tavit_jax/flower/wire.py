@@ -1,9 +1,9 @@
 """What crosses the network: Flower messages of named numpy arrays plus a small config.
 
 Every protocol message has the same content: a `ConfigRecord` 'config' (step, keys,
-flags) and an `ArrayRecord` 'arrays' (f_H, f_B, their gradients, or head/tail weights,
-nested dicts flattened to 'a/b/c' keys). Features and gradients always travel as float32
-(whatever the model computes in; bfloat16 round-trips exactly). Imports no JAX: the
+flags) and an `ArrayRecord` 'arrays' (f_H, f_B, their gradients, or head/tail weights
+flattened to 'a/b/c' keys by `artifact.flatten`). Features and gradients always travel
+as float32 (whatever the model computes in; bfloat16 round-trips exactly). Imports no JAX: the
 ClientApp process, which Flower starts for every message, loads this module.
 """
 
@@ -39,16 +39,6 @@ def check_array(name: str, array, shape: tuple, dtype=np.float32) -> np.ndarray:
   return array
 
 
-def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-  """Nested dicts of arrays -> {'a/b/c': array}."""
-  if not isinstance(tree, dict):
-    return {prefix: np.asarray(tree)}
-  flat = {}
-  for key, value in tree.items():
-    flat.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
-  return flat
-
-
 def content(config: dict, arrays: dict[str, np.ndarray]) -> RecordDict:
   record = ArrayRecord({name: Array(np.asarray(a, order="C")) for name, a in arrays.items()})
   return RecordDict({"config": ConfigRecord(dict(config)), "arrays": record})
@@ -64,15 +54,6 @@ def parts(message: Message) -> tuple[dict, dict[str, np.ndarray]]:
   config = dict(record.config_records["config"]) if "config" in record.config_records else {}
   arrays = record.array_records.get("arrays", ArrayRecord())
   return config, {name: array.numpy() for name, array in arrays.items()}
-
-
-def payload_bytes(message: Message) -> int:
-  """Bytes of the protocol's arrays (what SPEC §2 counts): sum of size × itemsize."""
-  total = 0
-  for record in message.content.array_records.values():
-    for array in record.values():
-      total += int(np.prod(array.shape, dtype=np.int64)) * np.dtype(array.dtype).itemsize
-  return total
 
 
 def serialized_bytes(message: Message) -> int:

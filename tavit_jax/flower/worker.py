@@ -159,13 +159,13 @@ class ClientWorker:
 
   def get_weights(self, config, arrays):
     del config, arrays
-    return {}, wire.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+    return {}, artifact.flatten({"head": self.state["head"], "tail": self.state["tail"]})
 
   def set_weights(self, config, arrays):
     step = config["step"]
     if step <= self.meta["unified"]:
       return {"done": True}, {}
-    current = wire.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+    current = artifact.flatten({"head": self.state["head"], "tail": self.state["tail"]})
     if set(arrays) != set(current):
       raise ProtocolError("set_weights: the arrays do not name this client's head and tail")
     for name, value in current.items():

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import communication, models, report
+from tavit_jax import artifact, communication, config_files, models, report
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.training import schedule as schedule_lib
@@ -34,20 +34,13 @@ class TrainingDiverged(TavitError):
   """A non-finite loss: training stops without saving the bad state."""
 
 
-def _lookup(config, dotted: str):
-  for part in dotted.split("."):
-    config = config[part]
-  return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
-
-
 def _check_workdir_config(config, workdir: str) -> None:
   """Refuses to resume a workdir made with a different model, clients or data shape."""
   path = os.path.join(workdir, "config.json")
-  current = {key: _lookup(config, key) for key in _STRUCTURAL}
+  current = {key: config_files.lookup(config, key) for key in _STRUCTURAL}
   current = json.loads(json.dumps(current))  # Tuples as lists, like the stored copy.
   if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
+    stored = artifact.read_json(path)
     changed = [key for key in _STRUCTURAL if stored.get(key) != current[key]]
     if changed:
       raise TavitError(f"{workdir} holds a run with a different {', '.join(changed)} "
@@ -64,10 +57,7 @@ class _Results:
   def __init__(self, workdir: str, footer: list[str]):
     self.workdir, self.footer = workdir, footer
     self.path = os.path.join(workdir, "results.json")
-    self.rows = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        self.rows = json.load(f)
+    self.rows = artifact.read_json(self.path) if os.path.exists(self.path) else []
 
   def record(self, phase: schedule_lib.Phase, step: int, rows: list[dict]) -> None:
     self.rows = [r for r in self.rows if r["phase"] < phase.index]
@@ -136,7 +126,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
     data.set_state(data_state)
   step = start_step = int(state["step"])
-  unify_every = config.train.unify_every
   results = _Results(workdir, _communication_table(config, model, phases, per_client_steps, ids))
   writer = MetricWriter(os.path.join(workdir, "tensorboard"))
   all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
@@ -173,8 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           bar.set_postfix(loss=f"{losses.mean():.4f}")
           if step % config.train.log_every == 0 or step == phase.end:
             writer.write_scalars(step, {f"train/loss/{c.name}": l for c, l in zip(clients, losses)})
-          if phase.kind == "client" and (step == phase.end or (
-              unify_every and (step - phase.start) % unify_every == 0)):
+          if schedule_lib.unifies_after(phase, step, config.train.unify_every):
             state = steps.unify(state)
           stopping = max_steps is not None and step - start_step >= max_steps
           if step < phase.end and (stopping or step % config.train.checkpoint_every == 0):

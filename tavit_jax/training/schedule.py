@@ -60,3 +60,10 @@ def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Ph
 def active_clients(phase: Phase, step: int, per_client_steps: np.ndarray) -> np.ndarray:
   """Which clients still step at global `step` of a client phase."""
   return (step - phase.start) < per_client_steps
+
+
+def unifies_after(phase: Phase, step: int, unify_every: int) -> bool:
+  """Whether same-task heads/tails are averaged (FedAvg) once global step `step` is done:
+  at the end of every client phase and, with `unify_every`, every that many of its steps."""
+  return phase.kind == "client" and (
+      step == phase.end or bool(unify_every and (step - phase.start) % unify_every == 0))
