@@ -37,4 +37,5 @@ def test_baselines_are_the_papers():
   assert single.clients == ("deraining", "deraining") and single.train.mode == "alternating"
   assert [p.kind for p in schedule.make_schedule(base.train, 1)] == ["joint"] * base.train.cycles
   paper = load("paper.py")
-  assert (paper.model.dim, paper.model.body_layers, paper.model.residual) == (128, 8, False)
+  assert (paper.model.dim, paper.model.body_layers, paper.model.residual,
+          paper.model.full_res_skip) == (128, 8, False, False)

@@ -20,9 +20,10 @@ def test_paper_model_parameter_counts_are_exact():
   assert head + body + tail == 44_905_865
 
 
-def test_residual_option_keeps_the_parameter_trees():
+@pytest.mark.parametrize("option", ["residual", "full_res_skip"])
+def test_unofficial_options_keep_the_parameter_trees(option):
   config = models.paper_config()
-  config.residual = True
+  config[option] = True
   assert _counts(models.build(config, 64)) == [22_341_892, 16_953_344, 5_610_629]
 
 
@@ -45,6 +46,20 @@ def test_shapes_through_the_split(tiny):
   assert f_b.shape == f_h.shape
   out = model.tail_apply(params["tail"], f_b, cache)
   assert out.shape == x.shape and np.all(np.abs(out) <= 1)
+
+
+def test_only_full_res_skip_lets_the_full_resolution_skip_reach_the_output(tiny):
+  model, params = tiny
+  x = jax.random.uniform(jax.random.key(3), (2, 64, 64, 3), minval=-1, maxval=1)
+  f_h, cache = model.head_apply(params["head"], x, jnp.zeros((2,), jnp.int32))
+  h0 = cache["skips"][0]
+  changed = dict(cache, skips=(h0 + 1.0, *cache["skips"][1:]))
+  config = models.tiny_config()
+  config.full_res_skip = True
+  with_skip = models.build(config, 64)
+  for tail_model, uses_h0 in ((model, False), (with_skip, True)):
+    outputs = [tail_model.tail_apply(params["tail"], f_h, c) for c in (cache, changed)]
+    assert (not np.allclose(*outputs)) == uses_h0
 
 
 def test_rezero_gates_start_at_zero(tiny):

@@ -101,7 +101,8 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
               dropout=config.body_dropout, dtype=dtype)
-  tail = Tail(**shared, zero_init_out=config.residual)
+  tail = Tail(**shared, zero_init_out=config.residual,
+              full_res_skip=config.get("full_res_skip", False))
   return Model(Head(**shared), body, tail, patch_size, config.time_conditioning,
                config.residual)
 
@@ -111,7 +112,7 @@ def paper_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
-      time_conditioning="fixed", residual=False, dtype="float32"))
+      time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32"))
 
 
 def tiny_config() -> ml_collections.ConfigDict:

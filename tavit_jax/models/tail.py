@@ -9,7 +9,12 @@ from tavit_jax.models.layers import Block, ReZeroAttention, ResnetBlock, Upsampl
 
 
 class Tail(nn.Module):
-  """Adds the head's skips (deepest first; the full-resolution skip is unused) and decodes."""
+  """Adds the head's skips (deepest first) and decodes.
+
+  The official tail never uses the full-resolution skip h0, so fine detail reaches the output
+  only through 32×32 features; `full_res_skip` adds h0 after the last upsample (no new
+  parameters; not official).
+  """
 
   dim: int = 128
   dim_mults: Sequence[int] = (1, 2, 4)
@@ -18,6 +23,7 @@ class Tail(nn.Module):
   attn_head_dim: int = 32
   out_channels: int = 3
   zero_init_out: bool = False  # With a global residual: start as the identity.
+  full_res_skip: bool = False
   dtype: Any = None  # Compute dtype; parameters stay float32.
 
   @nn.compact
@@ -31,6 +37,8 @@ class Tail(nn.Module):
       x = ResnetBlock(features, self.groups, self.dtype)(x, time)
       x = ReZeroAttention(self.attn_heads, self.attn_head_dim, self.dtype)(x)
       x = Upsample(dtype=self.dtype)(x)
+    if self.full_res_skip:
+      x = x + skips[0]
     x = Block(self.dim, self.groups, self.dtype)(x)
     init = nn.initializers.zeros if self.zero_init_out else nn.initializers.lecun_normal()
     out = nn.Conv(self.out_channels, (1, 1), kernel_init=init, dtype=self.dtype)(x)
