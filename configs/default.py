@@ -3,7 +3,7 @@
   tavit-train --config=configs/default.py --workdir=workdir
 
 Target on a 2-core CPU: under 10 minutes, every test set's output PSNR above its input's
-(denoising by 5 dB). Measured (held-out photos, stride 48): JPEG q10 +0.52 dB, q50 +0.03,
+(denoising by 5 dB). Measured (held-out photos, stride 48): JPEG q10 +0.52 dB, q50 +0.04,
 denoising +6.91, light rain +2.47, heavy rain +1.47, deblurring +0.07. The mild sets (q50,
 deblurring) pass by little: per image, the tiny model improves strongly degraded images
 and over-corrects mildly degraded ones (seed 1: q50 -0.02, deblurring -0.23).
