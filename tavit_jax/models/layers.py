@@ -77,9 +77,10 @@ class _Pointwise(nn.Module):
 
   @nn.compact
   def __call__(self, in_features: int):
+    """(kernel as an (in, out) matrix, bias or None)."""
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, in_features, self.features))
     bias = (self.param("bias", nn.initializers.zeros_init(), (self.features,))
-            if self.use_bias else jnp.zeros((self.features,), kernel.dtype))
+            if self.use_bias else None)
     return kernel[0, 0], bias
 
 
