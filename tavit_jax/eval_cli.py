@@ -32,7 +32,7 @@ def _main(argv):
     raise flags.Error("--stride and --batch_size must be positive, --max_images >= 0")
   # pylint: disable=g-import-not-at-top  # JAX and TFDS load only once the flags are good.
   import tempfile
-  from tavit_jax import benchmark, inference, report
+  from tavit_jax import benchmark, inference, paths, report
   from tavit_jax.data import tasks
   from tavit_jax.errors import TavitError
 
@@ -47,6 +47,7 @@ def _main(argv):
   if not 1 <= values.stride <= restorer.patch_size:
     raise TavitError(f"--stride must be in [1, {restorer.patch_size}] (the patch size), not {values.stride}")
   seed = restorer.info.get("seed", 0) if values.seed is None else values.seed
+  out = paths.resolve(values.out)
   per_image = []
   for name, eval_set in benchmark.eval_sets(split, task, values.data_dir).items():
     per_image += benchmark.score_images(
@@ -57,9 +58,9 @@ def _main(argv):
   step = "" if restorer.step is None else restorer.step
   rows = benchmark.summarise(task, per_image, phase=0, step=step,
                              phase_name=f"{restorer.client} on {split}, stride {values.stride}")
-  if values.out:
-    markdown = report.write_tables(rows, values.out)
-    _write_per_image(per_image, os.path.join(values.out, "per_image.csv"))
+  if out:
+    markdown = report.write_tables(rows, out)
+    _write_per_image(per_image, os.path.join(out, "per_image.csv"))
   else:
     with tempfile.TemporaryDirectory() as scratch:
       markdown = report.write_tables(rows, scratch)

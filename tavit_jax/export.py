@@ -9,7 +9,7 @@ of imported parameters (`tavit-import-torch`). The folder layout is in artifact.
 import jax
 import jax.numpy as jnp
 
-from tavit_jax import artifact, sources
+from tavit_jax import artifact, paths, sources
 from tavit_jax.errors import TavitError, run_app
 
 # The exported program carries a lowering for each, so a CPU machine exports for GPU/TPU.
@@ -31,6 +31,7 @@ def export_program(trained: sources.Trained) -> bytes:
 
 def export(source: str, out: str, client=None, step=None) -> dict:
   """Writes the exported model of `client` at `step` of `source` to `out`; returns its info."""
+  source, out = paths.resolve(source), paths.resolve(out)
   if artifact.is_artifact(source):
     raise TavitError(f"{source}: already an exported model; export from a training workdir")
   trained = sources.open_trained(source, client, step)

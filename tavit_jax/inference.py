@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from tavit_jax import artifact, evaluation, sources
+from tavit_jax import artifact, evaluation, paths, sources
 from tavit_jax.errors import TavitError
 
 
@@ -64,6 +64,7 @@ def load(path: str, client: Optional[str] = None, step: Optional[int] = None) ->
   For a workdir, `client` is a client name or a task (its first client), and `step` a
   checkpoint (default: latest); for single-model folders they may only confirm it.
   """
+  path = paths.resolve(path)
   if os.path.isdir(path) and artifact.is_artifact(path):
     params, program, info = artifact.read(path)
     sources.check_choice(path, info, client, step)

@@ -13,7 +13,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tavit_jax import artifact
+from tavit_jax import artifact, paths
 from tavit_jax.errors import TavitError
 
 FORMAT = "tavit_jax.params/1"
@@ -29,6 +29,7 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
   config.json comes last, so a folder without it is incomplete; an existing folder is
   overwritten only if it holds saved parameters already.
   """
+  folder = paths.resolve(folder)
   config_path, params_path = (os.path.join(folder, name) for name in (CONFIG_FILE, PARAMS_FILE))
   if os.path.exists(folder) and not os.path.isdir(folder):
     raise TavitError(f"{folder}: exists and is not a folder")
@@ -46,6 +47,7 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
 
 def load(folder: str) -> tuple[dict, ml_collections.ConfigDict, dict]:
   """(params, model config, metadata) of a folder written by `save`."""
+  folder = paths.resolve(folder)
   config_path, params_path = (os.path.join(folder, name) for name in (CONFIG_FILE, PARAMS_FILE))
   for path in (config_path, params_path):
     if not os.path.isfile(path):

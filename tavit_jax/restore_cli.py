@@ -17,7 +17,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from tavit_jax import evaluation
+from tavit_jax import evaluation, paths
 from tavit_jax.data import images
 from tavit_jax.data.builders.base import list_images
 from tavit_jax.errors import BadImageError, TavitError, run_app
@@ -35,6 +35,7 @@ def expand(arguments: list[str]) -> Inputs:
   """Files, folders (their image files, sorted) and globs, in argument order, deduplicated."""
   files, errors = [], []
   for argument in arguments:
+    argument = os.path.expanduser(argument)  # Quoted globs reach us unexpanded.
     if os.path.isdir(argument):
       found = list_images(argument)
       if not found:
@@ -103,7 +104,7 @@ def _main(argv):
   inputs = expand(argv[1:])
   for error in inputs.errors:
     print(f"error: {error}", file=sys.stderr)
-  errors = inputs.errors + restore_files(restorer, inputs.files, values.out,
+  errors = inputs.errors + restore_files(restorer, inputs.files, paths.resolve(values.out),
                                          stride=values.stride, batch_size=values.batch_size)
   done = len(inputs.files) - (len(errors) - len(inputs.errors))
   if errors:

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from tavit_jax import artifact, models
+from tavit_jax import artifact, models, paths
 from tavit_jax.data.pipeline import assign_clients
 from tavit_jax.errors import TavitError
 
@@ -77,20 +77,37 @@ def pick_client(clients: list, name: Optional[str], where: str):
   raise TavitError(f"{where} has no client or task '{name}'; clients: {names}")
 
 
+def _is_damaged(error: Exception) -> bool:
+  """Whether orbax failed because of the files (missing, another format, truncated, garbled).
+
+  Anything else it raises on a checkpoint it could read is a bug here or in orbax and
+  keeps its traceback.
+  """
+  if isinstance(error, (FileNotFoundError, json.JSONDecodeError)):  # No or garbled _METADATA.
+    return True
+  # tensorstore reading the array data: "OUT_OF_RANGE: Error reading ...", "DATA_LOSS: ...".
+  return isinstance(error, ValueError) and "Error reading" in str(error)
+
+
 def _restore_client(workdir: str, step: int, index: int) -> tuple[dict, int]:
   """Reads only the body and client `index`'s head and tail of a checkpoint, as numpy."""
   path = epath.Path(workdir) / "checkpoints" / str(step) / "state"
+  unreadable = lambda why: TavitError(f"{path}: not a readable training checkpoint ({why})")
   handler = ocp.PyTreeCheckpointHandler()
   try:
     meta = handler.metadata(path)
+    if not all(key in meta for key in ("clients", "server", "step")):
+      raise unreadable(f"holds {', '.join(meta)}, not clients, server and step")
     wanted = {"clients": {"head": meta["clients"]["head"], "tail": meta["clients"]["tail"]},
               "server": {"body": meta["server"]["body"]}, "step": meta["step"]}
     item = jax.tree_util.tree_map(lambda m: np.zeros((), m.dtype), wanted)
     restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
     state = handler.restore(path, args=ocp.args.PyTreeRestore(
         item=item, restore_args=restore_args, partial_restore=True))
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise TavitError(f"{path}: not a readable training checkpoint ({type(e).__name__}: {e})") from None
+  except Exception as e:  # pylint: disable=broad-except
+    if _is_damaged(e):
+      raise unreadable(f"{type(e).__name__}: {e}") from None
+    raise
   finally:
     handler.close()
   take = lambda tree: jax.tree_util.tree_map(lambda a: a[index], tree)
@@ -101,6 +118,7 @@ def _restore_client(workdir: str, step: int, index: int) -> tuple[dict, int]:
 
 def from_workdir(workdir: str, client: Optional[str] = None, step: Optional[int] = None) -> Trained:
   """Client `client` (name or task) of a training workdir at checkpoint `step` (default: latest)."""
+  workdir = paths.resolve(workdir)
   config = read_config(workdir)
   if "clients" not in config or "model" not in config:
     raise TavitError(f"{os.path.join(workdir, CONFIG_FILE)}: not the config of a training workdir")
@@ -124,6 +142,7 @@ def from_param_files(folder: str) -> Trained:
   """A folder written by `param_files.save` (e.g. `tavit-import-torch`)."""
   from tavit_jax import param_files  # pylint: disable=g-import-not-at-top
 
+  folder = paths.resolve(folder)
   params, config, meta = param_files.load(folder)
   model_config = json.loads(json.dumps(config.to_dict()))  # Tuples as lists, like workdirs.
   info = {"task": meta["task"], "client": meta["task"], "step": None, "seed": 0,
@@ -141,6 +160,7 @@ def is_param_files(path: str) -> bool:
 
 def open_trained(path: str, client: Optional[str] = None, step: Optional[int] = None) -> Trained:
   """A workdir or a parameters folder; `client` and `step` choose within a workdir."""
+  path = paths.resolve(path)
   if not os.path.exists(path):
     raise TavitError(f"{path}: no such file or folder")
   if not os.path.isfile(os.path.join(path, CONFIG_FILE)):

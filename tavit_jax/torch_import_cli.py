@@ -16,10 +16,11 @@ def import_official(head: str, body: str, tail: str, *, task: str, out: str,
                     model: str = "paper") -> dict:
   """Converts and writes the three files; returns the parameters."""
   # pylint: disable=g-import-not-at-top  # JAX loads only once the flags are good.
-  from tavit_jax import models, param_files, torch_import
+  from tavit_jax import models, param_files, paths, torch_import
   from tavit_jax.data.tasks import TASKS
   if task not in TASKS:
     raise TavitError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+  head, body, tail, out = map(paths.resolve, (head, body, tail, out))
   config = {"paper": models.paper_config, "tiny": models.tiny_config}[model]()
   params = torch_import.load_official(head, body, tail, config)
   param_files.save(out, params, config, task=task, patch_size=torch_import.PATCH_SIZE,

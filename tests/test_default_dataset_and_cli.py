@@ -1,5 +1,7 @@
 """The offline default dataset and the `tavit-data` command, bad input included."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,14 @@ def test_cli_stats_prints_split_table(data_dir, capsys):
   cli.main(["stats", "--dataset=tavit_default/tiny", f"--data_dir={data_dir}"])
   out = capsys.readouterr().out
   assert "| test | 3 | 0.64 |" in out and "| train | 7 |" in out
+
+
+def test_cli_stats_builds_and_lists_splits_on_the_first_call(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  cli.main(["stats", "--dataset=tavit_default/tiny", "--data_dir=data"])  # Relative, not built yet.
+  out = capsys.readouterr().out
+  assert "| test | 3 | 0.64 |" in out and "| train | 7 |" in out
+  assert os.path.isdir(tmp_path / "data" / "tavit_default" / "tiny")
 
 
 def test_cli_user_error_is_one_line_without_traceback(tmp_path, capsys):

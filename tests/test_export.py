@@ -8,6 +8,8 @@ stride 32. Every path below must reproduce those numbers.
 import importlib.util
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -181,3 +183,45 @@ def test_choosing_clients_and_steps_of_a_workdir(run, tmp_path):
   (tmp_path / "busy" / "notes.txt").write_text("mine")
   with pytest.raises(TavitError, match="not empty and holds no exported model"):
     export.export(workdir, str(tmp_path / "busy"), client="denoising")
+
+
+def test_relative_paths_from_python(run, tmp_path, monkeypatch):
+  workdir, _, _ = run
+  monkeypatch.chdir(os.path.dirname(workdir))
+  relative = os.path.basename(workdir)
+  assert inference.load(relative, "deraining_1").step == 3  # orbax itself wants absolute paths.
+  monkeypatch.chdir(tmp_path)
+  export.export(os.path.relpath(workdir), "exported/denoising", client="denoising")
+  assert inference.load("exported/denoising").info["source"] == workdir
+
+
+def copy_of_checkpoint(workdir, tmp_path):
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  return copy, os.path.join(copy, "checkpoints", "3", "state")
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "no metadata", "garbled metadata"])
+def test_damaged_checkpoint_is_named(run, tmp_path, damage):
+  copy, state = copy_of_checkpoint(run[0], tmp_path)
+  if damage == "truncated data":
+    for name in os.listdir(os.path.join(state, "d")):
+      path = os.path.join(state, "d", name)
+      os.truncate(path, os.path.getsize(path) // 2)
+  elif damage == "no metadata":
+    os.remove(os.path.join(state, "_METADATA"))
+  else:
+    with open(os.path.join(state, "_METADATA"), "w") as f:
+      f.write("{not json")
+  with pytest.raises(TavitError, match=f"^{re.escape(state)}: not a readable training checkpoint"):
+    sources.from_workdir(copy, "denoising")
+
+
+def test_library_error_on_a_readable_checkpoint_keeps_its_traceback(run, monkeypatch):
+  """Only damaged files are the user's fault; anything else is a bug to see whole."""
+  def fail(*args, **kwargs):
+    raise ValueError("Checkpoint path should be absolute.")  # What orbax said to relative paths.
+
+  monkeypatch.setattr(sources.ocp.PyTreeCheckpointHandler, "restore", fail)
+  with pytest.raises(ValueError, match="should be absolute"):
+    sources.from_workdir(run[0], "denoising")

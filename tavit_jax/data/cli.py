@@ -57,8 +57,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if skipped:
       print(f"skipped {len(skipped)} unreadable images, first: {skipped[0]}")
   else:
-    builder = datasets.get_builder(args.dataset, args.data_dir)
-    if not builder.is_prepared():
+    if not datasets.get_builder(args.dataset, args.data_dir).is_prepared():
       datasets.open_split(datasets.Split(args.dataset, "train"), args.data_dir)  # Builds or explains.
+    # A builder made before the build knows no splits: read a fresh one.
+    builder = datasets.get_builder(args.dataset, args.data_dir)
   print(f"{args.dataset} in {builder.data_dir}")
   print("\n".join(_stats_rows(builder)))

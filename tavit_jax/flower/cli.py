@@ -24,6 +24,7 @@ import sys
 import time
 
 from tavit_jax.errors import TavitError, exit_on_user_error
+from tavit_jax import paths
 from tavit_jax.flower import launch, settings
 
 
@@ -65,15 +66,14 @@ def client(args, **kwargs) -> None:
 
 def run(args, superlink_address: str = "") -> int:
   """Submits the run to the SuperLink and streams its log until it ends."""
-  workdir = os.path.abspath(args.workdir)
   overrides = _overrides(args.set)
   settings.load_config(args.config, overrides)  # Fail here, not in the ServerApp.
-  flower = os.path.join(workdir, "flower")
+  flower = os.path.join(args.workdir, "flower")
   app_dir = launch.write_app(os.path.join(flower, "app"))
   flwr_home = launch.write_flower_home(os.path.join(flower, "home"),
                                        superlink_address or args.superlink, _tls(args))
   run_config = launch.write_run_config(os.path.join(flower, "run_config.toml"), args.config,
-                                       overrides, workdir)
+                                       overrides, args.workdir)
   return subprocess.call(launch.run_command(app_dir, run_config),
                          env=launch.environment({"FLWR_HOME": flwr_home}))
 
@@ -110,28 +110,28 @@ def parser() -> argparse.ArgumentParser:
   def with_config(q):
     q.add_argument("--config", required=True, help="experiment config (configs/*.py[:arg])")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    q.add_argument("--workdir", required=True)
+    q.add_argument("--workdir", required=True, type=paths.resolve)
 
   q = sub.add_parser("superlink", help="start a SuperLink")
   q.add_argument("--host", default="0.0.0.0", help="address to listen on (all by default)")
   q.add_argument("--port", type=int, default=9093)
-  q.add_argument("--tls-dir", help="folder with ca.crt, server.pem, server.key (else insecure)")
+  q.add_argument("--tls-dir", type=paths.resolve, help="folder with ca.crt, server.pem, server.key (else insecure)")
   q.add_argument("--node-auth", action="store_true", help="only registered SuperNodes may join")
-  q.add_argument("--database", help="SuperLink state file (default: in memory; registered "
+  q.add_argument("--database", type=paths.resolve, help="SuperLink state file (default: in memory; registered "
                  "SuperNodes are then forgotten on restart)")
   q.set_defaults(main=superlink)
   q = sub.add_parser("client", help="start one client (worker + SuperNode)")
   with_config(q)
   q.add_argument("--client-index", type=int, required=True, help="which entry of config.clients")
   q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", help="CA certificate of the SuperLink's TLS (else insecure)")
-  q.add_argument("--auth-key", default="", help="this SuperNode's private key (node auth)")
+  q.add_argument("--ca-cert", type=paths.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
+  q.add_argument("--auth-key", default="", type=paths.resolve, help="this SuperNode's private key (node auth)")
   q.add_argument("--runtime-port", type=int, default=0, help="SuperNode's local API port")
   q.set_defaults(main=client)
   q = sub.add_parser("run", help="start the training run on a SuperLink")
   with_config(q)
   q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", help="CA certificate of the SuperLink's TLS (else insecure)")
+  q.add_argument("--ca-cert", type=paths.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
   q.set_defaults(main=run)
   q = sub.add_parser("local", help="SuperLink, clients and run on this machine (loopback)")
   with_config(q)

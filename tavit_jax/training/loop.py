@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import artifact, communication, config_files, models, report
+from tavit_jax import artifact, communication, config_files, models, paths, report
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.training import schedule as schedule_lib
@@ -100,6 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `max_steps` stops after that many steps of this call (checkpointed), e.g. to train a
   Colab session in chunks.
   """
+  workdir = paths.resolve(workdir)
   _check_workdir_config(config, workdir)
   client_tasks = list(config.clients)
   clients = pipeline.assign_clients(client_tasks)
