@@ -1,8 +1,21 @@
-"""Shared fixtures: one tiny offline dataset per test session."""
+"""Shared fixtures: one tiny offline dataset per test session, and a persistent JAX
+compilation cache that this process and the processes the tests start share.
 
-import pytest
+The cache lives in .pytest_cache/jax (git-ignored; entries are keyed by the compiled
+program, jax version and flags, so a stale one is never used): a rerun of the suite skips
+most compilation, and the many subprocesses that compile the same tiny steps compile once.
+"""
 
-from tavit_jax.data import datasets
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Before jax is imported anywhere, and inherited by subprocesses through the environment.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from tavit_jax.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(scope="session")
