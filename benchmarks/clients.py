@@ -22,10 +22,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from tavit_jax import models
+from tavit_jax import models, roster
 from tavit_jax.protocol import mse
-from tavit_jax.training import state as state_lib
-from tavit_jax.training import steps as steps_lib
+from tavit_jax.training import state as state_lib, steps as steps_lib
 from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 PATCH = 64
@@ -51,7 +50,7 @@ def contenders(model, num_clients: int, batch_size: int) -> dict:
                                               lr_hold=0.0))
   client_tx = state_lib.optimizer(3e-5, opt_config)
   tasks = [f"task{k % 4}" for k in range(num_clients)]
-  ids = state_lib.task_ids(tasks)
+  ids = roster.task_ids(tasks)
   rng = np.random.default_rng(0)
   batch = {name: jnp.asarray(rng.uniform(-1, 1, (num_clients, batch_size, PATCH, PATCH, 3)),
                              jnp.float32) for name in ("input", "target")}

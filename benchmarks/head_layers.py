@@ -6,7 +6,7 @@ Finds where the head (the largest part of the step, BENCHMARKS.md) loses: each r
 layer at the size where the head spends most of its time (level 0: 128 channels at 64×64,
 level 1: 256 at 32×32), gradients with respect to the input and the parameters. Flax
 modules of `tavit_jax.models.layers` against the official-structure modules of
-`tavit_jax.torch_reference`, interleaved in one process; medians. Nothing here is a test.
+`tests/torch_reference.py`, interleaved in one process; medians. Nothing here is a test.
 """
 
 import argparse
@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from timing import interleaved, load  # benchmarks/timing.py, beside this file.
-from tavit_jax import torch_reference as ref
+from timing import interleaved, load, torch_reference  # benchmarks/timing.py, beside this file.
 from tavit_jax.models import layers
+
+ref = torch_reference()
 
 
 def jax_fwd_bwd(module, *inputs):

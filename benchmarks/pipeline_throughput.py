@@ -12,6 +12,7 @@ import os
 import statistics
 import time
 
+from tavit_jax import roster
 from tavit_jax.data import datasets, pipeline, tasks
 
 
@@ -44,7 +45,7 @@ def main():
   settings = [(int(t), int(w)) for w in args.workers.split(",") for t in args.read_threads.split(",")]
   for threads, workers in settings:
     for name in tasks.TASKS + ("mixed",):
-      clients = pipeline.assign_clients(list(tasks.TASKS) if name == "mixed" else [name])
+      clients = roster.assign_clients(list(tasks.TASKS) if name == "mixed" else [name])
       rates = [
           patches_per_second(
               pipeline.clients_dataset(clients, workers=workers, read_threads=threads, **kwargs),

@@ -140,11 +140,12 @@ class JaxStep:
 
 # ----------------------------------------------------------------------------- PyTorch
 class TorchStep:
-  """The same network from tavit_jax.torch_reference, eager, Adam on all parameters."""
+  """The same network from tests/torch_reference.py, eager, Adam on all parameters."""
 
   def __init__(self, model_name, batch):
     import torch  # pylint: disable=g-import-not-at-top
-    from tavit_jax import torch_reference as ref  # pylint: disable=g-import-not-at-top
+    from timing import torch_reference  # pylint: disable=g-import-not-at-top
+    ref = torch_reference()
     self.torch = torch
     config = models.paper_config() if model_name == "paper" else models.tiny_config()
     sizes = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), heads=config.attn_heads,

@@ -1,6 +1,7 @@
 """What every benchmark here shares: interleaved timing and the machine's load."""
 
 import os
+import sys
 import time
 
 
@@ -21,3 +22,12 @@ def interleaved(contenders: dict, repeats: int) -> dict:
 def load() -> str:
   """The 1/5/15-minute load averages, e.g. '1.3/1.4/1.9'."""
   return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def torch_reference():
+  """tests/torch_reference.py: the official network's structure in PyTorch (needs torch)."""
+  tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+  if tests not in sys.path:
+    sys.path.insert(0, tests)
+  import torch_reference as module  # pylint: disable=g-import-not-at-top
+  return module

@@ -16,9 +16,9 @@ from ml_collections import config_flags
 import numpy as np
 import PIL.Image
 
-from tavit_jax import metrics
+from tavit_jax.cli.common import run_app
 from tavit_jax.data import images, pipeline, tasks
-from tavit_jax.errors import run_app
+from tavit_jax.evaluation import metrics
 
 CROP = 160
 

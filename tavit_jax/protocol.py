@@ -1,4 +1,6 @@
-"""The split-learning primitives of SPEC §2, one client at a time, as pure functions.
+"""The split-learning primitives of SPEC §2, one client at a time, as pure functions, and
+the rules both the fused steps and the Flower deployment follow: the RNG streams, the
+client's optimizer update and the rounding of what crosses the wire.
 
 These are what a networked deployment sends between machines: only f_H, f_B and their
 gradients cross; the cache (skips, time vector), the data and the targets stay on the
@@ -7,11 +9,72 @@ every primitive is a stateless function of arrays. The fused training steps
 (`tavit_jax.training.steps`) compute the same thing in one program; a test pins that.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
+
+WIRE_DTYPES = ("float32", "bfloat16")
+
+
+def wire_dtype(name: str):
+  """The dtype features and gradients travel in; None when they travel as computed."""
+  if name not in WIRE_DTYPES:
+    raise TavitError(f"train.wire_dtype must be one of {WIRE_DTYPES}, not {name!r}")
+  return jnp.bfloat16 if name == "bfloat16" else None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def over_wire(x, dtype):
+  """`x` as it arrives after travelling in `dtype`; its gradient travels back the same way.
+
+  What a fused step computes in place of a send: f_H and f_B are rounded going forward,
+  ∂L/∂f_B and ∂L/∂f_H coming back, exactly where a deployment would cast them.
+  """
+  return x.astype(dtype).astype(x.dtype)
+
+
+def _over_wire_fwd(x, dtype):
+  return over_wire(x, dtype), None
+
+
+def _over_wire_bwd(dtype, _, grad):
+  return (grad.astype(dtype).astype(grad.dtype),)
+
+
+over_wire.defvjp(_over_wire_fwd, _over_wire_bwd)
+
+
+def initial_keys(rng):
+  """(body key, clients key, step-RNG key) of a run, from its seed's key. The server and
+  every client draw their initial parameters from these without exchanging weights."""
+  return jax.random.split(rng, 3)
+
+
+def client_init_keys(clients_rng, task_id: int):
+  """(head key, tail key): clients of one task start equal, tasks from different draws."""
+  task_rng = jax.random.fold_in(clients_rng, task_id)
+  return jax.random.fold_in(task_rng, 0), jax.random.fold_in(task_rng, 1)
+
+
+def step_keys(rng, num_clients: int):
+  """(next RNG, keys): per global step, per client k a (timestep key, dropout key) pair."""
+  rng, step_rng = jax.random.split(rng)
+  keys = jax.random.split(step_rng, 2 * num_clients)
+  return rng, keys.reshape(num_clients, 2, *rng.shape)
+
+
+def apply_client_grads(tx: optax.GradientTransformation, head, tail, opt_state, head_grad,
+                       tail_grad):
+  """One optimizer step of a client's head and tail: (head, tail, optimizer state)."""
+  params = {"head": head, "tail": tail}
+  updates, opt_state = tx.update({"head": head_grad, "tail": tail_grad}, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  return params["head"], params["tail"], opt_state
 
 
 def mse(output, target):
@@ -50,10 +113,7 @@ def client_update(model: Model, tx: optax.GradientTransformation, head, tail, op
   """Step 5, client phase: head gradient through f_H, skips and time path, one optimizer step."""
   _, vjp = jax.vjp(lambda head: client_forward(model, head, x, timesteps), head)
   (head_grad,) = vjp((f_h_grad, cache_grad))
-  params = {"head": head, "tail": tail}
-  updates, opt_state = tx.update({"head": head_grad, "tail": tail_grad}, opt_state, params)
-  params = optax.apply_updates(params, updates)
-  return params["head"], params["tail"], opt_state
+  return apply_client_grads(tx, head, tail, opt_state, head_grad, tail_grad)
 
 
 def server_update(tx: optax.GradientTransformation, body, opt_state, body_grads):

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from tavit_jax.flower import cli
+from tavit_jax.cli import flower as cli
 from tavit_jax.flower.worker import ClientWorker
 
 

@@ -6,9 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tavit_jax import communication, models
+from tavit_jax import models, protocol, schedule
 from tavit_jax.errors import TavitError
-from tavit_jax.training import schedule
+from tavit_jax.evaluation import communication
 
 
 def test_paper_model_bytes_per_client_and_step():
@@ -34,7 +34,7 @@ def test_bfloat16_wire_halves_messages_not_parameters():
 def test_over_wire_rounds_the_value_going_and_the_gradient_coming_back():
   x = jnp.array([1.0 + 2**-10, 3.0], jnp.float32)  # 1 + 2^-10 is not a bfloat16.
   w = jnp.array([1.0 + 2**-12, 1.0], jnp.float32)
-  value, grad = jax.value_and_grad(lambda x: jnp.sum(communication.over_wire(x, jnp.bfloat16) * w))(x)
+  value, grad = jax.value_and_grad(lambda x: jnp.sum(protocol.over_wire(x, jnp.bfloat16) * w))(x)
   assert value == 1.0 * w[0] + 3.0  # x arrived as bfloat16 [1, 3].
   np.testing.assert_array_equal(grad, [1.0, 1.0])  # w, the cotangent, went back as bfloat16.
 
@@ -55,4 +55,4 @@ def test_run_totals_count_every_message_and_fedavg_only_among_task_peers():
 
 def test_unknown_wire_dtype_is_named():
   with pytest.raises(TavitError, match="train.wire_dtype .* not 'float16'"):
-    communication.wire_dtype("float16")
+    protocol.wire_dtype("float16")

@@ -6,8 +6,7 @@ import jax
 import pytest
 from ml_collections import config_flags
 
-from tavit_jax import models
-from tavit_jax.training import schedule
+from tavit_jax import models, schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from tavit_jax.data import cli, datasets, dead_leaves
+from tavit_jax.cli import data as cli
+from tavit_jax.data import datasets, dead_leaves
 from tavit_jax.data.builders import tavit_default
 from tavit_jax.errors import MissingDataError, TavitError
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from tavit_jax.data import degradations
 from tavit_jax import color
+from tavit_jax.data import degradations
 from tavit_jax.data.degradations import blur, jpeg, trajectories
 from tavit_jax.errors import TavitError
 

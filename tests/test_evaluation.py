@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tavit_jax import evaluation
+from tavit_jax.evaluation import tiling
 
 
 def _image(height, width, seed=0):
@@ -28,7 +28,7 @@ class _Recorder:
 @pytest.mark.parametrize("stride", [16, 32, 64])
 def test_identity_returns_image_exactly(height, width, stride):
   image = _image(height, width)
-  restored = evaluation.restore_image(lambda x: x, image, stride=stride, batch_size=16)
+  restored = tiling.restore_image(lambda x: x, image, stride=stride, batch_size=16)
   assert restored.dtype == np.uint8
   np.testing.assert_array_equal(restored, image)
 
@@ -36,13 +36,13 @@ def test_identity_returns_image_exactly(height, width, stride):
 def test_constant_shift_survives_overlap_averaging():
   image = np.full((50, 70, 3), 100, np.uint8)
   shift = 20 / 127.5  # +20 on the 8-bit scale
-  restored = evaluation.restore_image(lambda x: x + shift, image, stride=16, batch_size=8)
+  restored = tiling.restore_image(lambda x: x + shift, image, stride=16, batch_size=8)
   np.testing.assert_array_equal(restored, np.full_like(image, 120))
 
 
 def test_output_is_clipped_to_uint8_range():
   image = np.full((20, 20, 3), 250, np.uint8)
-  restored = evaluation.restore_image(lambda x: x + 1.0, image, stride=32, batch_size=4)
+  restored = tiling.restore_image(lambda x: x + 1.0, image, stride=32, batch_size=4)
   np.testing.assert_array_equal(restored, 255)
 
 
@@ -50,11 +50,11 @@ def test_model_sees_one_shape_and_count_patches_matches():
   image = _image(100, 37)
   model = _Recorder()
   progress = []
-  evaluation.restore_image(
+  tiling.restore_image(
       model, image, patch_size=32, stride=8, batch_size=7,
       progress=lambda done, total: progress.append((done, total)))
   assert model.shapes == {(7, 32, 32, 3)}
-  total = evaluation.count_patches(100, 37, patch_size=32, stride=8)
+  total = tiling.count_patches(100, 37, patch_size=32, stride=8)
   # Rows at 0, 8, ..., 96 and columns at 0, 8, ..., 32.
   assert total == 13 * 5
   assert model.calls == -(-total // 7)
@@ -64,9 +64,9 @@ def test_model_sees_one_shape_and_count_patches_matches():
 
 def test_count_patches_default_geometry():
   # SPEC: each side is padded to 16*floor(side/16)+64, patches every 16 pixels.
-  assert evaluation.count_patches(64, 64) == 5 * 5
-  assert evaluation.count_patches(17, 23) == 2 * 2
-  assert evaluation.count_patches(10, 10, stride=64) == 1
+  assert tiling.count_patches(64, 64) == 5 * 5
+  assert tiling.count_patches(17, 23) == 2 * 2
+  assert tiling.count_patches(10, 10, stride=64) == 1
 
 
 def test_padding_is_reflection():
@@ -80,7 +80,7 @@ def test_padding_is_reflection():
     seen.append(batch[0].copy())
     return batch
 
-  evaluation.restore_image(model, image, patch_size=8, stride=8, batch_size=1)
+  tiling.restore_image(model, image, patch_size=8, stride=8, batch_size=1)
   expected = np.pad(image, ((0, 5), (0, 5), (0, 0)), mode="reflect") / 127.5 - 1
   np.testing.assert_allclose(seen[0], expected, atol=1e-6)
 
@@ -88,13 +88,13 @@ def test_padding_is_reflection():
 @pytest.mark.parametrize("stride", [0, -1, 65])
 def test_bad_stride_raises(stride):
   with pytest.raises(ValueError, match="stride"):
-    evaluation.restore_image(lambda x: x, _image(8, 8), stride=stride)
+    tiling.restore_image(lambda x: x, _image(8, 8), stride=stride)
   with pytest.raises(ValueError, match="stride"):
-    evaluation.count_patches(8, 8, stride=stride)
+    tiling.count_patches(8, 8, stride=stride)
 
 
 def test_bad_image_and_model_output_raise():
   with pytest.raises(ValueError, match="uint8"):
-    evaluation.restore_image(lambda x: x, np.zeros((8, 8, 3), np.float32))
+    tiling.restore_image(lambda x: x, np.zeros((8, 8, 3), np.float32))
   with pytest.raises(ValueError, match="returned shape"):
-    evaluation.restore_image(lambda x: x[:, :-1], _image(8, 8), batch_size=2)
+    tiling.restore_image(lambda x: x[:, :-1], _image(8, 8), batch_size=2)

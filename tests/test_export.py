@@ -17,10 +17,12 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from tavit_jax import artifact, export, inference, metrics, sources
+from tavit_jax import files
 from tavit_jax.data import pipeline
 from tavit_jax.data.images import to_unit
 from tavit_jax.errors import TavitError
+from tavit_jax.evaluation import metrics
+from tavit_jax.serving import artifact, export, inference, sources
 from tavit_jax.training.loop import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +30,7 @@ STRIDE = 32  # configs/tiny.py's eval.stride.
 # Exported program vs in-process jit of the same model, outputs in [-1, 1]: the two are
 # compiled separately (symbolic batch, multi-platform lowering), so allow float rounding.
 ATOL = 1e-5
+CPU = ("cpu",)  # Lowering for all four platforms is what the README walkthrough tests.
 
 
 def tiny_config(data_dir):
@@ -51,11 +54,12 @@ def run(data_dir, tmp_path_factory):
   rows = train_and_evaluate(tiny_config(data_dir), workdir, max_steps=3)
   exported = {name: str(tmp_path_factory.mktemp("exported") / name)
               for name in ("denoising", "deraining_1")}
-  result = run_module("tavit_jax.export", f"--workdir={workdir}", "--client=denoising",
+  result = run_module("tavit_jax.cli.export", f"--workdir={workdir}", "--client=denoising",
+                      "--platforms=cpu",
                       f"--out={exported['denoising']}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip() == f"exported denoising_0 (denoising) at step 3 to {exported['denoising']}"
-  export.export(workdir, exported["deraining_1"], client="deraining_1")
+  export.export(workdir, exported["deraining_1"], client="deraining_1", platforms=CPU)
   return workdir, rows, exported
 
 
@@ -74,9 +78,9 @@ def test_export_writes_the_chosen_client_and_its_config(run):
   assert artifact.read_info(exported["denoising"])["client"] == "denoising_0"
   params = artifact.read(exported["deraining_1"])[0]
   expected = sources.from_workdir(workdir, "deraining_1").params
-  assert artifact.flatten(params).keys() == artifact.flatten(expected).keys()
-  for key, value in artifact.flatten(expected).items():
-    np.testing.assert_array_equal(artifact.flatten(params)[key], value, err_msg=key)
+  assert files.flatten(params).keys() == files.flatten(expected).keys()
+  for key, value in files.flatten(expected).items():
+    np.testing.assert_array_equal(files.flatten(params)[key], value, err_msg=key)
 
 
 STANDALONE = """\
@@ -134,7 +138,7 @@ def test_restore_cli_output_has_the_psnr_training_measured(run, data_dir, tmp_pa
   _, rows, exported = run
   image = next(pipeline.eval_images("denoising", "sigma30", suite="tiny", data_dir=data_dir))
   PIL.Image.fromarray(image["input"]).save(tmp_path / "noisy.png")
-  result = run_module("tavit_jax.restore_cli", f"--model={exported['denoising']}",
+  result = run_module("tavit_jax.cli.restore", f"--model={exported['denoising']}",
                       str(tmp_path / "noisy.png"), f"--out={tmp_path / 'out'}", f"--stride={STRIDE}")
   assert result.returncode == 0, result.stderr[-3000:]
   restored = np.asarray(PIL.Image.open(tmp_path / "out" / "noisy.png"))
@@ -145,7 +149,7 @@ def test_restore_cli_output_has_the_psnr_training_measured(run, data_dir, tmp_pa
 
 def test_eval_cli_reproduces_training_evaluation(run, data_dir, tmp_path):
   _, rows, exported = run
-  result = run_module("tavit_jax.eval_cli", f"--model={exported['deraining_1']}",
+  result = run_module("tavit_jax.cli.evaluate", f"--model={exported['deraining_1']}",
                       "--dataset=tavit_default/tiny:test", f"--data_dir={data_dir}",
                       f"--stride={STRIDE}", "--max_images=1", f"--out={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -182,7 +186,7 @@ def test_choosing_clients_and_steps_of_a_workdir(run, tmp_path):
   (tmp_path / "busy").mkdir()
   (tmp_path / "busy" / "notes.txt").write_text("mine")
   with pytest.raises(TavitError, match="not empty and holds no exported model"):
-    export.export(workdir, str(tmp_path / "busy"), client="denoising")
+    export.export(workdir, str(tmp_path / "busy"), client="denoising", platforms=CPU)
 
 
 def test_relative_paths_from_python(run, tmp_path, monkeypatch):
@@ -191,7 +195,7 @@ def test_relative_paths_from_python(run, tmp_path, monkeypatch):
   relative = os.path.basename(workdir)
   assert inference.load(relative, "deraining_1").step == 3  # orbax itself wants absolute paths.
   monkeypatch.chdir(tmp_path)
-  export.export(os.path.relpath(workdir), "exported/denoising", client="denoising")
+  export.export(os.path.relpath(workdir), "exported/denoising", client="denoising", platforms=CPU)
   assert inference.load("exported/denoising").info["source"] == workdir
 
 

@@ -8,7 +8,7 @@ import pytest
 import skimage.color
 import skimage.metrics
 
-from tavit_jax import metrics
+from tavit_jax.evaluation import metrics
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tavit_jax import roster
 from tavit_jax.data import degradations, pipeline
 from tavit_jax.errors import TavitError
 
@@ -21,7 +22,7 @@ def assert_same_batches(a, b):
 
 
 def test_clients_of_a_task_split_its_data(data_dir):
-  clients = pipeline.assign_clients(["denoising", "deblurring", "denoising"])
+  clients = roster.assign_clients(["denoising", "deblurring", "denoising"])
   assert [c.name for c in clients] == ["denoising_0", "deblurring_0", "denoising_1"]
   names = [{e["name"] for e in pipeline.client_images(c, "tiny", data_dir)} for c in clients]
   assert names[0].isdisjoint(names[2])
@@ -29,7 +30,7 @@ def test_clients_of_a_task_split_its_data(data_dir):
 
 
 def test_batches_are_nhwc_in_minus_one_one(data_dir):
-  client = pipeline.ClientData("deraining_0", "deraining")
+  client = roster.ClientData("deraining_0", "deraining")
   batch = next(iter(pipeline.train_dataset(client, data_dir=data_dir, **SMALL)))
   for key in ("input", "target"):
     assert batch[key].shape == (4, 32, 32, 3) and batch[key].dtype == np.float32
@@ -59,7 +60,7 @@ def test_small_images_are_padded_to_the_patch():
 
 
 def test_same_seed_same_batches_other_seed_other_batches(data_dir):
-  client = pipeline.ClientData("deblocking_0", "deblocking")
+  client = roster.ClientData("deblocking_0", "deblocking")
   first = take(iter(pipeline.train_dataset(client, data_dir=data_dir, seed=1, **SMALL)), 3)
   again = take(iter(pipeline.train_dataset(client, data_dir=data_dir, seed=1, **SMALL)), 3)
   other = take(iter(pipeline.train_dataset(client, data_dir=data_dir, seed=2, **SMALL)), 3)
@@ -68,7 +69,7 @@ def test_same_seed_same_batches_other_seed_other_batches(data_dir):
 
 
 def test_resume_from_iterator_state_is_exact(data_dir):
-  clients = pipeline.assign_clients(["deblocking", "denoising", "deraining", "deblurring"])
+  clients = roster.assign_clients(["deblocking", "denoising", "deraining", "deblurring"])
   dataset = pipeline.clients_dataset(clients, data_dir=data_dir, **SMALL)
   iterator = iter(dataset)
   take(iterator, 5)  # Crosses the end of an epoch of the tiny shards (7 images x 2 patches).
@@ -81,7 +82,7 @@ def test_resume_from_iterator_state_is_exact(data_dir):
 
 
 def test_read_threads_do_not_change_the_batches(data_dir):
-  clients = pipeline.assign_clients(["denoising", "deblurring"])
+  clients = roster.assign_clients(["denoising", "deblurring"])
   batches = [take(iter(pipeline.clients_dataset(clients, data_dir=data_dir, read_threads=n, **SMALL)), 3)
              for n in (0, 1, 3)]
   assert_same_batches(batches[0], batches[1])
@@ -90,7 +91,7 @@ def test_read_threads_do_not_change_the_batches(data_dir):
 
 @pytest.mark.slow
 def test_worker_processes_are_deterministic_and_resume(data_dir):
-  clients = pipeline.assign_clients(["denoising", "deblurring"])
+  clients = roster.assign_clients(["denoising", "deblurring"])
   iterator = iter(pipeline.clients_dataset(clients, data_dir=data_dir, workers=2, **SMALL))
   first = take(iterator, 2)
   state = iterator.get_state()
@@ -118,6 +119,6 @@ def test_unknown_eval_set_is_named(data_dir):
 
 
 def test_more_clients_than_images_is_a_clear_error(data_dir):
-  clients = pipeline.assign_clients(["denoising"] * 8)  # The tiny train split has 7 images.
+  clients = roster.assign_clients(["denoising"] * 8)  # The tiny train split has 7 images.
   with pytest.raises(TavitError, match="denoising_7: shard 7 of 8 .* is empty"):
     pipeline.client_images(clients[7], "tiny", data_dir)

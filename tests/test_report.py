@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from tavit_jax import report
+from tavit_jax.evaluation import report
 
 
 @pytest.fixture

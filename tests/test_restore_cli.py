@@ -16,10 +16,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from tavit_jax import artifact, export, inference, models, sources
+from tavit_jax import models
+from tavit_jax.cli.restore import expand, output_paths
 from tavit_jax.data.images import read_rgb8
 from tavit_jax.errors import TavitError
-from tavit_jax.restore_cli import expand, output_paths
+from tavit_jax.serving import artifact, export, inference, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCH = 32
@@ -42,12 +43,12 @@ def model_dir(tmp_path_factory):
   info = {"task": "denoising", "client": "denoising_0", "step": 0, "seed": 0, "patch_size": PATCH,
           "timestep": 0, "model": model_config, "source": "untrained"}
   out = str(tmp_path_factory.mktemp("model") / "exported")
-  artifact.write(out, params, export.export_program(sources.Trained(params, model_config, info)), info)
+  artifact.write(out, params, export.export_program(sources.Trained(params, model_config, info), ("cpu",)), info)
   return out
 
 
 def restore(*args):
-  result = subprocess.run([sys.executable, "-m", "tavit_jax.restore_cli", *args], cwd=ROOT,
+  result = subprocess.run([sys.executable, "-m", "tavit_jax.cli.restore", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
   # Progress bars redraw with carriage returns; messages are whole 'error: ...' runs.
   return result.returncode, re.findall(r"error: [^\r\n]*", result.stderr), result
@@ -190,7 +191,7 @@ def test_outputs_never_collide_or_overwrite_inputs(tmp_path):
 
 
 def test_imported_parameters_folder_loads_and_exports(model_dir, tmp_path):
-  from tavit_jax import param_files  # pylint: disable=g-import-not-at-top
+  from tavit_jax.serving import param_files  # pylint: disable=g-import-not-at-top
 
   params, _, info = artifact.read(model_dir)
   config = models.tiny_config()
@@ -198,6 +199,6 @@ def test_imported_parameters_folder_loads_and_exports(model_dir, tmp_path):
   param_files.save(str(tmp_path / "imported"), params, config, task="deraining", patch_size=PATCH)
   restorer = inference.load(str(tmp_path / "imported"), client="deraining")
   assert (restorer.task, restorer.client, restorer.step) == ("deraining", "deraining", None)
-  exported = export.export(str(tmp_path / "imported"), str(tmp_path / "exported"))
+  exported = export.export(str(tmp_path / "imported"), str(tmp_path / "exported"), platforms=("cpu",))
   assert (exported["task"], exported["patch_size"]) == ("deraining", PATCH)
   assert artifact.read_info(str(tmp_path / "exported"))["model"] == info["model"]

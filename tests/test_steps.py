@@ -9,9 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from tavit_jax import models, protocol
-from tavit_jax.training import state as state_lib
-from tavit_jax.training import steps as steps_lib
+from tavit_jax import models, protocol, roster
+from tavit_jax.training import state as state_lib, steps as steps_lib
 
 TASKS = ["denoising", "deraining", "denoising"]  # Same-task clients not adjacent on purpose.
 PATCH, BATCH = 32, 2
@@ -35,7 +34,7 @@ def make(client_map, dropout=0.0, tasks=TASKS, sgd=False, wire_dtype=None):
   state = state_lib.init_state(model, tasks, client_tx, server_tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(tasks), client_map)
   state = jax.device_put(state, shardings)
-  steps = steps_lib.make_steps(model, client_tx, server_tx, state_lib.task_ids(tasks), shardings,
+  steps = steps_lib.make_steps(model, client_tx, server_tx, roster.task_ids(tasks), shardings,
                                client_map, dropout=dropout > 0, wire_dtype=wire_dtype)
   return model, client_tx, server_tx, state, steps
 
@@ -129,6 +128,7 @@ def test_server_step_equals_mean_of_clients_gradients():
   assert_trees(state["server"]["body"], new_body, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # Over 30 s on 2 cores; CI runs it.
 @pytest.mark.parametrize("kind", ["client", "server", "joint"])
 def test_loop_and_vmap_give_the_same_step(kind):
   results = []

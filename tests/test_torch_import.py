@@ -1,6 +1,6 @@
 """Official PyTorch checkpoints → our trees: the imported model computes what PyTorch does.
 
-Reference modules with the official structure and key names are in tavit_jax/torch_reference.py;
+Reference modules with the official structure and key names are in tests/torch_reference.py;
 a tiny size keeps the comparison fast, and the paper size is checked by shapes only.
 """
 
@@ -15,9 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from tavit_jax import models, param_files, sources, torch_import, torch_import_cli
-from tavit_jax import torch_reference as official
+from tavit_jax import models
 from tavit_jax.errors import TavitError
+from tavit_jax.serving import param_files, sources, torch_import
+
+import torch_reference as official
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PATCH = 64
@@ -194,7 +196,7 @@ def test_cli_writes_a_folder_that_the_library_loads(setup, tmp_path):
   out = tmp_path / "imported"
   paths = setup["paths"]
   result = subprocess.run(
-      [sys.executable, "-m", "tavit_jax.torch_import_cli", f"--head={paths['head']}",
+      [sys.executable, "-m", "tavit_jax.cli.import_torch", f"--head={paths['head']}",
        f"--body={paths['body']}", f"--tail={paths['tail']}", "--task=deblocking",
        f"--out={out}", "--model=tiny"], capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
@@ -214,7 +216,7 @@ def test_cli_writes_a_folder_that_the_library_loads(setup, tmp_path):
 
 def test_cli_rejects_unknown_tasks_and_foreign_folders(setup, tmp_path):
   paths = setup["paths"]
-  run = lambda task, out: torch_import_cli.import_official(
+  run = lambda task, out: torch_import.import_official(
       paths["head"], paths["body"], paths["tail"], task=task, out=str(out), model="tiny")
   assert "deblock" in _error(lambda: run("deblock", tmp_path / "a"))
   (tmp_path / "b").mkdir()

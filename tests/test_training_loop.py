@@ -10,9 +10,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tavit_jax import communication, models
+from tavit_jax import models
 from tavit_jax.errors import TavitError
-from tavit_jax.training.loop import TrainingDiverged, train_and_evaluate
+from tavit_jax.evaluation import communication
+from tavit_jax.training.loop import train_and_evaluate, TrainingDiverged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,6 +71,7 @@ def test_a_run_leaves_results_pictures_and_checkpoints(uninterrupted):
   assert f"| whole run, all clients | {up / 2**20:,.1f} MiB |" in markdown
 
 
+@pytest.mark.slow  # Over 30 s on 2 cores; CI runs it.
 def test_resume_after_interrupt_equals_uninterrupted(uninterrupted, data_dir, tmp_path):
   workdir = str(tmp_path)
   config = tiny_config(data_dir)
@@ -94,6 +96,7 @@ def test_rerunning_a_finished_run_changes_nothing(uninterrupted, data_dir):
   assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow  # Over 30 s on 2 cores; CI runs it.
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
   workdir = str(tmp_path)
   train_and_evaluate(tiny_config(data_dir), workdir, max_steps=2)
@@ -116,7 +119,7 @@ def test_a_workdir_of_another_model_is_refused(uninterrupted, data_dir):
 
 
 def _launch(*flags, cwd=ROOT):
-  return subprocess.run([sys.executable, "-m", "tavit_jax.training.cli", *flags], cwd=cwd,
+  return subprocess.run([sys.executable, "-m", "tavit_jax.cli.train", *flags], cwd=cwd,
                         capture_output=True, text=True, timeout=300)
 
 

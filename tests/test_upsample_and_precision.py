@@ -34,6 +34,7 @@ def _loss(config, params, x, y):
   return float(jnp.mean(jnp.square(model.apply(params, x, jnp.zeros((x.shape[0],), jnp.int32)) - y)))
 
 
+@pytest.mark.slow  # Over 30 s on 2 cores; CI runs it.
 def test_bfloat16_compute_keeps_parameters_and_loss():
   config = models.tiny_config()
   config.residual = True  # As the default run: the loss is then a small, sensitive number.

@@ -12,7 +12,7 @@ from typing import Optional
 
 import tensorflow_datasets as tfds
 
-from tavit_jax import paths
+from tavit_jax import files
 from tavit_jax.data import builders
 from tavit_jax.data.builders import div2k
 from tavit_jax.errors import MissingDataError, TavitError
@@ -23,7 +23,7 @@ CATALOGUE = {"div2k": div2k.DIV2K_SOURCE}
 
 
 def default_data_dir() -> str:
-  return paths.resolve(os.environ.get("TAVIT_DATA_DIR", "~/tensorflow_datasets"))
+  return files.resolve(os.environ.get("TAVIT_DATA_DIR", "~/tensorflow_datasets"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Split:
 def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.core.DatasetBuilder:
   """The project's builder `name` (optionally `name/config`)."""
   base_name, _, config = name.partition("/")
-  data_dir = paths.resolve(data_dir) if data_dir else default_data_dir()
+  data_dir = files.resolve(data_dir) if data_dir else default_data_dir()
   if base_name in CATALOGUE:
     return tfds.builder(CATALOGUE[base_name]["tfds_name"], data_dir=data_dir, file_format="array_record")
   if base_name not in builders.BUILDERS:
@@ -58,11 +58,11 @@ def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.cor
 def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
             skip_bad_images: bool = False) -> tfds.core.DatasetBuilder:
   """Builds `name` (a no-op when already built) and returns its builder."""
-  data_dir = paths.resolve(data_dir) if data_dir else default_data_dir()
+  data_dir = files.resolve(data_dir) if data_dir else default_data_dir()
   if name.partition("/")[0] in CATALOGUE:
     return div2k.prepare_div2k(data_dir)
   builder = get_builder(name, data_dir, skip_bad_images=skip_bad_images)
-  config = tfds.download.DownloadConfig(manual_dir=paths.resolve(manual_dir)) if manual_dir else None
+  config = tfds.download.DownloadConfig(manual_dir=files.resolve(manual_dir)) if manual_dir else None
   builder.download_and_prepare(download_config=config)
   return builder
 

@@ -19,30 +19,9 @@ import grain
 import numpy as np
 
 from tavit_jax.data import datasets, degradations, images
-from tavit_jax.data.tasks import EvalSet, TaskData, task_data
+from tavit_jax.data.tasks import EvalSet, task_data, TaskData
 from tavit_jax.errors import TavitError
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientData:
-  """One client's data: its task and its shard of the task's training split."""
-
-  name: str
-  task: str
-  shard_index: int = 0
-  num_shards: int = 1
-
-
-def assign_clients(client_tasks: Sequence[str]) -> list[ClientData]:
-  """Clients in order; those sharing a task split its training data into disjoint shards."""
-  counts = {t: client_tasks.count(t) for t in client_tasks}
-  seen: dict[str, int] = {}
-  clients = []
-  for task in client_tasks:
-    index = seen.get(task, 0)
-    seen[task] = index + 1
-    clients.append(ClientData(f"{task}_{index}", task, index, counts[task]))
-  return clients
+from tavit_jax.roster import assign_clients, ClientData
 
 
 def _pad_to(array: np.ndarray, size: int) -> np.ndarray:

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tavit_jax import protocol
 from tavit_jax.models import Model
-from tavit_jax.training.state import task_ids
+from tavit_jax.roster import task_ids
 
 
 def _keys(seed: int):
-  """(body key, clients key, step-RNG key), as `init_state` splits them."""
-  return jax.random.split(jax.random.PRNGKey(seed), 3)
+  return protocol.initial_keys(jax.random.PRNGKey(seed))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -37,9 +37,8 @@ def client_init(model: Model, client_tasks: Sequence[str], index: int,
                 tx: optax.GradientTransformation, seed: int) -> dict:
   """{'head', 'tail', 'opt'} of client `index`: clients of one task start equal."""
   _, clients_rng, _ = _keys(seed)
-  task_rng = jax.random.fold_in(clients_rng, int(task_ids(list(client_tasks))[index]))
-  head = model.init_head(jax.random.fold_in(task_rng, 0))
-  tail = model.init_tail(jax.random.fold_in(task_rng, 1))
+  head_key, tail_key = protocol.client_init_keys(clients_rng, int(task_ids(list(client_tasks))[index]))
+  head, tail = model.init_head(head_key), model.init_tail(tail_key)
   return {"head": head, "tail": tail, "opt": tx.init({"head": head, "tail": tail})}
 
 

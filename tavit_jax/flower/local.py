@@ -51,7 +51,7 @@ class LocalDeployment:
     if self.superlink is not None:
       launch.stop(self.superlink, kill=kill)
 
-  def client_command(self, k: int, program: tuple = ("-m", "tavit_jax.flower.cli")) -> list[str]:
+  def client_command(self, k: int, program: tuple = ("-m", "tavit_jax.cli.flower")) -> list[str]:
     """`tavit-flower client` for client k; `program` may name another script with its CLI."""
     sets = [arg for key, value in self.overrides.items()
             for arg in ("--set", f"{key}={json.dumps(value)}")]

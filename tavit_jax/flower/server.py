@@ -58,9 +58,8 @@ class BodyServer:
     return self._split(self.state["rng"])[1]
 
   def _split(self, rng):
-    rng, step_rng = jax.random.split(rng)
-    keys = jax.random.split(step_rng, 2 * self.num_clients)
-    return rng, np.asarray(keys).reshape(self.num_clients, 2, *rng.shape)
+    rng, keys = protocol.step_keys(rng, self.num_clients)
+    return rng, np.asarray(keys)
 
   def dropout_key(self, keys: np.ndarray, k: int):
     return keys[k, 1] if self.dropout else None

@@ -17,16 +17,16 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from tavit_jax import communication
 from tavit_jax.errors import TavitError
+from tavit_jax.evaluation import communication
 from tavit_jax.flower import settings
 from tavit_jax.flower.client_steps import (Prefetch, get_weights_task, key_list, set_weights_task,
                                            step_task)
+from tavit_jax import schedule as schedule_lib
 from tavit_jax.flower.fleet import Fleet
-from tavit_jax.flower.records import Records, log
+from tavit_jax.flower.records import log, Records
 from tavit_jax.flower.server import BodyServer
-from tavit_jax.training import schedule as schedule_lib
-from tavit_jax.training.state import task_ids
+from tavit_jax.roster import task_ids
 
 app = ServerApp()
 

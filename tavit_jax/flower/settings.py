@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-from tavit_jax import config_files, paths
+from tavit_jax import config_files, files
 from tavit_jax.errors import TavitError
 
 # Fields that must agree between the server and every client.
@@ -36,7 +36,7 @@ def flower_defaults() -> ml_collections.ConfigDict:
 def load_config(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
   """A locked config from 'path/to/config.py[:arg]' plus flat overrides {'train.cycles': 1}."""
   path, _, arg = spec.partition(":")
-  path = paths.resolve(path)
+  path = files.resolve(path)
   if not os.path.isfile(path):
     raise TavitError(f"config file {path} not found")
   module_spec = importlib.util.spec_from_file_location("tavit_flower_config", path)

@@ -2,7 +2,7 @@
 
 Every protocol message has the same content: a `ConfigRecord` 'config' (step, keys,
 flags) and an `ArrayRecord` 'arrays' (f_H, f_B, their gradients, or head/tail weights
-flattened to 'a/b/c' keys by `artifact.flatten`). Features and gradients always travel
+flattened to 'a/b/c' keys by `files.flatten`). Features and gradients always travel
 as float32 (whatever the model computes in; bfloat16 round-trips exactly). Imports no JAX: the
 ClientApp process, which Flower starts for every message, loads this module.
 """

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tavit_jax import artifact, models, protocol
+from tavit_jax import files, models, protocol, roster
 from tavit_jax.data import pipeline
 from tavit_jax.flower import settings, wire
 from tavit_jax.flower.init import client_init, feature_dtype
@@ -45,7 +45,7 @@ class ClientWorker:
     if not 0 <= index < len(tasks):
       raise ValueError(f"client index {index} is not in [0, {len(tasks)})")
     self.config, self.index = config, index
-    self.client = pipeline.assign_clients(tasks)[index]
+    self.client = roster.assign_clients(tasks)[index]
     self.model = models.build(config.model, config.data.patch_size)
     self.batch_size = config.data.batch_size
     self.token_shape = (self.batch_size, *self.model.token_shape)
@@ -159,18 +159,18 @@ class ClientWorker:
 
   def get_weights(self, config, arrays):
     del config, arrays
-    return {}, artifact.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+    return {}, files.flatten({"head": self.state["head"], "tail": self.state["tail"]})
 
   def set_weights(self, config, arrays):
     step = config["step"]
     if step <= self.meta["unified"]:
       return {"done": True}, {}
-    current = artifact.flatten({"head": self.state["head"], "tail": self.state["tail"]})
+    current = files.flatten({"head": self.state["head"], "tail": self.state["tail"]})
     if set(arrays) != set(current):
       raise ProtocolError("set_weights: the arrays do not name this client's head and tail")
     for name, value in current.items():
       wire.check_array(name, arrays[name], value.shape, value.dtype)
-    weights = jax.tree_util.tree_map(jnp.asarray, artifact.unflatten(arrays))
+    weights = jax.tree_util.tree_map(jnp.asarray, files.unflatten(arrays))
     self.state = dict(self.state, head=weights["head"], tail=weights["tail"])
     self.meta = dict(self.meta, unified=step)
     self._commit()

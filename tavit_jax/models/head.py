@@ -4,7 +4,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 
-from tavit_jax.models.layers import Downsample, ReZeroAttention, ResnetBlock, TimeMLP
+from tavit_jax.models.layers import Downsample, ResnetBlock, ReZeroAttention, TimeMLP
 
 
 class Head(nn.Module):

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tavit_jax.models.layers import Block, ReZeroAttention, ResnetBlock, Upsample
+from tavit_jax.models.layers import Block, ResnetBlock, ReZeroAttention, Upsample
 
 
 class Tail(nn.Module):

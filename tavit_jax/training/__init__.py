@@ -1,1 +1,1 @@
-"""Alternating client/server training of TAViT: state, steps, schedule, checkpoints, loop."""
+"""Alternating client/server training of TAViT in one process: state, steps, checkpoints, loop."""

@@ -6,11 +6,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import metrics
+from tavit_jax import roster
 from tavit_jax.data import pipeline
 from tavit_jax.data.tasks import task_data
-from tavit_jax.evaluation import count_patches, restore_image
-from tavit_jax.training.steps import client_slice
+from tavit_jax.evaluation import metrics
+from tavit_jax.evaluation.tiling import count_patches, restore_image
+from tavit_jax.training.step_parts import client_slice
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -62,8 +63,7 @@ def evaluate_clients(steps, state, client_tasks: Sequence[str], config) -> tuple
   FedAvg that ends every client phase)."""
   rows, samples = [], []
   body = state["server"]["body"]
-  for task in dict.fromkeys(client_tasks):
-    k = list(client_tasks).index(task)
+  for task, k in roster.first_of_each_task(client_tasks).items():
     head, tail = (client_slice(state["clients"][part], k) for part in ("head", "tail"))
     restore_patches = lambda patches: np.asarray(steps.restore(head, tail, body, patches))
     task_rows, task_samples = evaluate_task(

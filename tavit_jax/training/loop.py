@@ -14,12 +14,11 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import artifact, communication, config_files, models, paths, report
+from tavit_jax import config_files, files, models, protocol, roster, schedule as schedule_lib
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
-from tavit_jax.training import schedule as schedule_lib
-from tavit_jax.training import state as state_lib
-from tavit_jax.training import steps as steps_lib
+from tavit_jax.evaluation import communication, report
+from tavit_jax.training import state as state_lib, steps as steps_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
@@ -40,7 +39,7 @@ def _check_workdir_config(config, workdir: str) -> None:
   current = {key: config_files.lookup(config, key) for key in _STRUCTURAL}
   current = json.loads(json.dumps(current))  # Tuples as lists, like the stored copy.
   if os.path.exists(path):
-    stored = artifact.read_json(path)
+    stored = files.read_json(path)
     changed = [key for key in _STRUCTURAL if stored.get(key) != current[key]]
     if changed:
       raise TavitError(f"{workdir} holds a run with a different {', '.join(changed)} "
@@ -57,7 +56,7 @@ class _Results:
   def __init__(self, workdir: str, footer: list[str]):
     self.workdir, self.footer = workdir, footer
     self.path = os.path.join(workdir, "results.json")
-    self.rows = artifact.read_json(self.path) if os.path.exists(self.path) else []
+    self.rows = files.read_json(self.path) if os.path.exists(self.path) else []
 
   def record(self, phase: schedule_lib.Phase, step: int, rows: list[dict]) -> None:
     self.rows = [r for r in self.rows if r["phase"] < phase.index]
@@ -100,12 +99,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `max_steps` stops after that many steps of this call (checkpointed), e.g. to train a
   Colab session in chunks.
   """
-  workdir = paths.resolve(workdir)
+  workdir = files.resolve(workdir)
   _check_workdir_config(config, workdir)
   client_tasks = list(config.clients)
-  clients = pipeline.assign_clients(client_tasks)
+  clients = roster.assign_clients(client_tasks)
   num_clients = len(clients)
-  ids = state_lib.task_ids(client_tasks)
+  ids = roster.task_ids(client_tasks)
   phases = schedule_lib.make_schedule(config.train, num_clients)
   per_client_steps = schedule_lib.client_phase_steps(config.train, num_clients)
   client_map = steps_lib.resolve_client_map(config.train.client_map)
@@ -119,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
                                dropout=config.model.body_dropout > 0,
-                               wire_dtype=communication.wire_dtype(config.train.wire_dtype))
+                               wire_dtype=protocol.wire_dtype(config.train.wire_dtype))
 
   data = iter(pipeline.clients_dataset_from_config(config))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)

@@ -16,9 +16,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from tavit_jax import protocol, schedule as schedule_lib
 from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
-from tavit_jax.training import schedule as schedule_lib
+from tavit_jax.roster import task_ids
 
 
 def optimizer(learning_rate: float, config: ml_collections.ConfigDict,
@@ -51,21 +52,15 @@ def optimizers(config: ml_collections.ConfigDict, num_clients: int):
           optimizer(config.server_lr, config, server_updates))
 
 
-def task_ids(client_tasks: Sequence[str]) -> np.ndarray:
-  """Per client, the index of its task in order of first appearance (static)."""
-  tasks = list(dict.fromkeys(client_tasks))
-  return np.array([tasks.index(t) for t in client_tasks], np.int32)
-
-
 def init_state(model: Model, client_tasks: Sequence[str], client_tx, server_tx, rng) -> dict:
   """Fresh state; clients of one task start from the same head/tail (so FedAvg averages
   models from a common start), different tasks from different draws."""
-  body_rng, clients_rng, rng = jax.random.split(rng, 3)
+  body_rng, clients_rng, rng = protocol.initial_keys(rng)
   body = model.init_body(body_rng)
   ids = task_ids(client_tasks)
-  per_task = [jax.random.fold_in(clients_rng, i) for i in range(ids.max() + 1)]
-  heads = [model.init_head(jax.random.fold_in(per_task[i], 0)) for i in range(len(per_task))]
-  tails = [model.init_tail(jax.random.fold_in(per_task[i], 1)) for i in range(len(per_task))]
+  per_task = [protocol.client_init_keys(clients_rng, i) for i in range(ids.max() + 1)]
+  heads = [model.init_head(head_key) for head_key, _ in per_task]
+  tails = [model.init_tail(tail_key) for _, tail_key in per_task]
   stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
   head, tail = stack([heads[i] for i in ids]), stack([tails[i] for i in ids])
   clients_opt = jax.vmap(lambda h, t: client_tx.init({"head": h, "tail": t}))(head, tail)

@@ -7,46 +7,13 @@ and their gradients travel in `wire_dtype` (bfloat16 halves them); parameters al
 travel as stored (float32).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tavit_jax.errors import TavitError
+from tavit_jax import roster
 from tavit_jax.models import Model
-from tavit_jax.training.schedule import unifies_after
-
-WIRE_DTYPES = ("float32", "bfloat16")
-
-
-def wire_dtype(name: str):
-  """The dtype features and gradients travel in; None when they travel as computed."""
-  if name not in WIRE_DTYPES:
-    raise TavitError(f"train.wire_dtype must be one of {WIRE_DTYPES}, not {name!r}")
-  return jnp.bfloat16 if name == "bfloat16" else None
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def over_wire(x, dtype):
-  """`x` as it arrives after travelling in `dtype`; its gradient travels back the same way.
-
-  What a fused step computes in place of a send: f_H and f_B are rounded going forward,
-  ∂L/∂f_B and ∂L/∂f_H coming back, exactly where a deployment would cast them.
-  """
-  return x.astype(dtype).astype(x.dtype)
-
-
-def _over_wire_fwd(x, dtype):
-  return over_wire(x, dtype), None
-
-
-def _over_wire_bwd(dtype, _, grad):
-  return (grad.astype(dtype).astype(grad.dtype),)
-
-
-over_wire.defvjp(_over_wire_fwd, _over_wire_bwd)
-
+from tavit_jax.schedule import unifies_after
 
 def _nbytes(tree, dtype=None) -> int:
   leaves = jax.tree_util.tree_leaves(tree)
@@ -94,7 +61,7 @@ def run_totals(per_step: dict, phases, per_client_steps, task_ids, unify_every: 
     down += int(steps.sum()) * per_step["client_phase_down"]
     unifies = sum(unifies_after(phase, step, unify_every)
                   for step in range(phase.start + 1, phase.end + 1))
-    sharing = int(np.sum(np.bincount(task_ids)[task_ids] > 1))
+    sharing = int(roster.shares_task(task_ids).sum())
     up += sharing * unifies * per_step["fedavg_upload"]
     down += sharing * unifies * per_step["fedavg_download"]
   return {"up": up, "down": down}

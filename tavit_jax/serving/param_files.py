@@ -13,7 +13,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tavit_jax import artifact, paths
+from tavit_jax import files
 from tavit_jax.errors import TavitError
 
 FORMAT = "tavit_jax.params/1"
@@ -29,7 +29,7 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
   config.json comes last, so a folder without it is incomplete; an existing folder is
   overwritten only if it holds saved parameters already.
   """
-  folder = paths.resolve(folder)
+  folder = files.resolve(folder)
   config_path, params_path = (os.path.join(folder, name) for name in (CONFIG_FILE, PARAMS_FILE))
   if os.path.exists(folder) and not os.path.isdir(folder):
     raise TavitError(f"{folder}: exists and is not a folder")
@@ -38,7 +38,7 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
   os.makedirs(folder, exist_ok=True)
   if os.path.exists(config_path):
     os.remove(config_path)
-  np.savez(params_path, **artifact.flatten({part: params[part] for part in PARTS}))
+  np.savez(params_path, **files.flatten({part: params[part] for part in PARTS}))
   meta = {"format": FORMAT, "task": task, "patch_size": patch_size,
           "model": model_config.to_dict(), "source": source}
   with open(config_path, "w") as f:
@@ -47,18 +47,18 @@ def save(folder: str, params: dict, model_config: ml_collections.ConfigDict, *, 
 
 def load(folder: str) -> tuple[dict, ml_collections.ConfigDict, dict]:
   """(params, model config, metadata) of a folder written by `save`."""
-  folder = paths.resolve(folder)
+  folder = files.resolve(folder)
   config_path, params_path = (os.path.join(folder, name) for name in (CONFIG_FILE, PARAMS_FILE))
   for path in (config_path, params_path):
     if not os.path.isfile(path):
       raise TavitError(f"{folder} holds no saved parameters: {path} is missing")
-  meta = artifact.read_json(config_path)
+  meta = files.read_json(config_path)
   if not isinstance(meta, dict) or meta.get("format") != FORMAT:
     found = meta.get("format") if isinstance(meta, dict) else None
     raise TavitError(f"{config_path}: format {found!r} is not {FORMAT!r}")
   try:
     with np.load(params_path) as arrays:
-      params = artifact.unflatten({key: arrays[key] for key in arrays.files})
+      params = files.unflatten({key: arrays[key] for key in arrays.files})
   except (OSError, ValueError) as e:
     raise TavitError(f"{params_path}: not readable ({e})") from None
   config = ml_collections.ConfigDict(meta["model"])

@@ -8,7 +8,7 @@ Rerunning the same command on the same workdir resumes where it stopped.
 from absl import flags
 from ml_collections import config_flags
 
-from tavit_jax.errors import run_app
+from tavit_jax.cli.common import no_arguments, run_app
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)",
                                           lock_config=True)
@@ -17,8 +17,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _main(argv):
-  if len(argv) > 1:
-    raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+  no_arguments(argv)
   from tavit_jax.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import time
 
-from tavit_jax.errors import TavitError, exit_on_user_error
-from tavit_jax import paths
+from tavit_jax import files
+from tavit_jax.cli.common import exit_on_user_error
+from tavit_jax.errors import TavitError
 from tavit_jax.flower import launch, settings
 
 
@@ -80,8 +81,9 @@ def run(args, superlink_address: str = "") -> int:
 
 def _prepare_data(config) -> None:
   """Builds missing default datasets once, before clients sharing this machine race to."""
+  from tavit_jax import roster  # pylint: disable=g-import-not-at-top
   from tavit_jax.data import datasets, tasks  # pylint: disable=g-import-not-at-top
-  for task in dict.fromkeys(config.clients):
+  for task in roster.first_of_each_task(config.clients):
     datasets.open_split(tasks.task_data(task, config.data.suite).train, config.data.data_dir)
 
 
@@ -110,28 +112,28 @@ def parser() -> argparse.ArgumentParser:
   def with_config(q):
     q.add_argument("--config", required=True, help="experiment config (configs/*.py[:arg])")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    q.add_argument("--workdir", required=True, type=paths.resolve)
+    q.add_argument("--workdir", required=True, type=files.resolve)
 
   q = sub.add_parser("superlink", help="start a SuperLink")
   q.add_argument("--host", default="0.0.0.0", help="address to listen on (all by default)")
   q.add_argument("--port", type=int, default=9093)
-  q.add_argument("--tls-dir", type=paths.resolve, help="folder with ca.crt, server.pem, server.key (else insecure)")
+  q.add_argument("--tls-dir", type=files.resolve, help="folder with ca.crt, server.pem, server.key (else insecure)")
   q.add_argument("--node-auth", action="store_true", help="only registered SuperNodes may join")
-  q.add_argument("--database", type=paths.resolve, help="SuperLink state file (default: in memory; registered "
+  q.add_argument("--database", type=files.resolve, help="SuperLink state file (default: in memory; registered "
                  "SuperNodes are then forgotten on restart)")
   q.set_defaults(main=superlink)
   q = sub.add_parser("client", help="start one client (worker + SuperNode)")
   with_config(q)
   q.add_argument("--client-index", type=int, required=True, help="which entry of config.clients")
   q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", type=paths.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
-  q.add_argument("--auth-key", default="", type=paths.resolve, help="this SuperNode's private key (node auth)")
+  q.add_argument("--ca-cert", type=files.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
+  q.add_argument("--auth-key", default="", type=files.resolve, help="this SuperNode's private key (node auth)")
   q.add_argument("--runtime-port", type=int, default=0, help="SuperNode's local API port")
   q.set_defaults(main=client)
   q = sub.add_parser("run", help="start the training run on a SuperLink")
   with_config(q)
   q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", type=paths.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
+  q.add_argument("--ca-cert", type=files.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
   q.set_defaults(main=run)
   q = sub.add_parser("local", help="SuperLink, clients and run on this machine (loopback)")
   with_config(q)

@@ -10,8 +10,10 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from tavit_jax import artifact, evaluation, paths, sources
+from tavit_jax import files
 from tavit_jax.errors import TavitError
+from tavit_jax.evaluation import tiling
+from tavit_jax.serving import artifact, sources
 
 
 class Restorer:
@@ -52,9 +54,9 @@ class Restorer:
     return np.asarray(self._fn(self._params, patches))
 
   def restore_image(self, image, *, stride: int = 16, batch_size: int = 64,
-                    progress: Optional[evaluation.ProgressFn] = None) -> np.ndarray:
+                    progress: Optional[tiling.ProgressFn] = None) -> np.ndarray:
     """A uint8 (H, W, 3) image of any size, by the paper's overlapping patches (SPEC §4)."""
-    return evaluation.restore_image(self.restore_patches, image, patch_size=self.patch_size,
+    return tiling.restore_image(self.restore_patches, image, patch_size=self.patch_size,
                                     stride=stride, batch_size=batch_size, progress=progress)
 
 
@@ -64,7 +66,7 @@ def load(path: str, client: Optional[str] = None, step: Optional[int] = None) ->
   For a workdir, `client` is a client name or a task (its first client), and `step` a
   checkpoint (default: latest); for single-model folders they may only confirm it.
   """
-  path = paths.resolve(path)
+  path = files.resolve(path)
   if os.path.isdir(path) and artifact.is_artifact(path):
     params, program, info = artifact.read(path)
     sources.check_choice(path, info, client, step)

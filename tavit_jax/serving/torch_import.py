@@ -19,8 +19,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from tavit_jax import models
+from tavit_jax import files, models
+from tavit_jax.data.tasks import TASKS
 from tavit_jax.errors import TavitError
+from tavit_jax.serving import param_files
 
 PATCH_SIZE = 64  # The official body has 256 tokens: the 16×16 features of a 64×64 patch.
 _PART_PREFIXES = {"head": ("mlp.", "downs.", "mid_"), "tail": ("ups.", "final_conv."),
@@ -270,3 +272,16 @@ def load_official(head: str, body: str, tail: str, config: ml_collections.Config
       "body": convert_body(load_state_dict(body), config, patch_size=patch_size, source=body),
       "tail": convert_tail(load_state_dict(tail), config, patch_size=patch_size, source=tail),
   }
+
+
+def import_official(head: str, body: str, tail: str, *, task: str, out: str,
+                    model: str = "paper") -> dict:
+  """Converts the three files into a parameters folder at `out`; returns the parameters."""
+  if task not in TASKS:
+    raise TavitError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+  head, body, tail, out = map(files.resolve, (head, body, tail, out))
+  config = {"paper": models.paper_config, "tiny": models.tiny_config}[model]()
+  params = load_official(head, body, tail, config)
+  param_files.save(out, params, config, task=task, patch_size=PATCH_SIZE,
+                   source={"head": head, "body": body, "tail": tail, "from": "official PyTorch"})
+  return params

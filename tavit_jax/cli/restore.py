@@ -17,10 +17,12 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from tavit_jax import evaluation, paths
+from tavit_jax import files
+from tavit_jax.cli.common import check_stride, define_model_flags, run_app
 from tavit_jax.data import images
 from tavit_jax.data.builders.base import list_images
-from tavit_jax.errors import BadImageError, TavitError, run_app
+from tavit_jax.errors import BadImageError, TavitError
+from tavit_jax.evaluation import tiling
 
 
 @dataclasses.dataclass
@@ -80,7 +82,7 @@ def restore_files(restorer, files: list[str], out: str, *, stride: int, batch_si
       tqdm.write(f"error: {e}", file=sys.stderr)
       errors.append(str(e))
       continue
-    total = evaluation.count_patches(*image.shape[:2], patch_size=restorer.patch_size, stride=stride)
+    total = tiling.count_patches(*image.shape[:2], patch_size=restorer.patch_size, stride=stride)
     with tqdm(total=total, desc=os.path.basename(file), unit="patch", leave=False) as bar:
       restored = restorer.restore_image(image, stride=stride, batch_size=batch_size,
                                         progress=lambda done, _: bar.update(done - bar.n))
@@ -96,15 +98,14 @@ def _main(argv):
     raise flags.Error("give at least one input: image files, folders or globs")
   if values.stride < 1 or values.batch_size < 1:
     raise flags.Error("--stride and --batch_size must be positive")
-  from tavit_jax import inference  # pylint: disable=g-import-not-at-top  # JAX after flag checks.
+  from tavit_jax.serving import inference  # pylint: disable=g-import-not-at-top  # JAX after flag checks.
 
   restorer = inference.load(values.model, values.client, values.step)
-  if not 1 <= values.stride <= restorer.patch_size:
-    raise TavitError(f"--stride must be in [1, {restorer.patch_size}] (the patch size), not {values.stride}")
+  check_stride(values.stride, restorer.patch_size)
   inputs = expand(argv[1:])
   for error in inputs.errors:
     print(f"error: {error}", file=sys.stderr)
-  errors = inputs.errors + restore_files(restorer, inputs.files, paths.resolve(values.out),
+  errors = inputs.errors + restore_files(restorer, inputs.files, files.resolve(values.out),
                                          stride=values.stride, batch_size=values.batch_size)
   done = len(inputs.files) - (len(errors) - len(inputs.errors))
   if errors:
@@ -116,10 +117,8 @@ def main():
   # Flags are defined here, not on import, so the CLI modules can share a process.
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  flags.DEFINE_string("model", None, "exported model folder (tavit-export) or training workdir")
+  define_model_flags()
   flags.DEFINE_string("out", None, "folder for the restored PNGs")
-  flags.DEFINE_string("client", None, "for a workdir: client name or task (its first client)")
-  flags.DEFINE_integer("step", None, "for a workdir: checkpoint step (default: the latest)")
   flags.DEFINE_integer("stride", 16, "step between overlapping patches (paper: 16; larger is faster)")
   flags.DEFINE_integer("batch_size", 64, "patches per model call")
   flags.mark_flags_as_required(["model", "out"])

@@ -18,9 +18,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from tavit_jax import artifact, models, paths
-from tavit_jax.data.pipeline import assign_clients
+from tavit_jax import files, models
 from tavit_jax.errors import TavitError
+from tavit_jax.roster import assign_clients
 
 CONFIG_FILE = "config.json"
 TIMESTEP = 0  # The deterministic timestep of model.time_conditioning='fixed'.
@@ -53,7 +53,7 @@ class Trained:
 def read_config(path: str) -> dict:
   """The config.json of a workdir or a parameters folder."""
   file = os.path.join(path, CONFIG_FILE)
-  config = artifact.read_json(file)
+  config = files.read_json(file)
   if not isinstance(config, dict):
     raise TavitError(f"{file}: not a tavit_jax config")
   return config
@@ -118,7 +118,7 @@ def _restore_client(workdir: str, step: int, index: int) -> tuple[dict, int]:
 
 def from_workdir(workdir: str, client: Optional[str] = None, step: Optional[int] = None) -> Trained:
   """Client `client` (name or task) of a training workdir at checkpoint `step` (default: latest)."""
-  workdir = paths.resolve(workdir)
+  workdir = files.resolve(workdir)
   config = read_config(workdir)
   if "clients" not in config or "model" not in config:
     raise TavitError(f"{os.path.join(workdir, CONFIG_FILE)}: not the config of a training workdir")
@@ -140,9 +140,9 @@ def from_workdir(workdir: str, client: Optional[str] = None, step: Optional[int]
 
 def from_param_files(folder: str) -> Trained:
   """A folder written by `param_files.save` (e.g. `tavit-import-torch`)."""
-  from tavit_jax import param_files  # pylint: disable=g-import-not-at-top
+  from tavit_jax.serving import param_files  # pylint: disable=g-import-not-at-top
 
-  folder = paths.resolve(folder)
+  folder = files.resolve(folder)
   params, config, meta = param_files.load(folder)
   model_config = json.loads(json.dumps(config.to_dict()))  # Tuples as lists, like workdirs.
   info = {"task": meta["task"], "client": meta["task"], "step": None, "seed": 0,
@@ -152,7 +152,7 @@ def from_param_files(folder: str) -> Trained:
 
 
 def is_param_files(path: str) -> bool:
-  from tavit_jax import param_files  # pylint: disable=g-import-not-at-top
+  from tavit_jax.serving import param_files  # pylint: disable=g-import-not-at-top
 
   file = os.path.join(path, CONFIG_FILE)
   return os.path.isfile(file) and read_config(path).get("format") == param_files.FORMAT
@@ -160,7 +160,7 @@ def is_param_files(path: str) -> bool:
 
 def open_trained(path: str, client: Optional[str] = None, step: Optional[int] = None) -> Trained:
   """A workdir or a parameters folder; `client` and `step` choose within a workdir."""
-  path = paths.resolve(path)
+  path = files.resolve(path)
   if not os.path.exists(path):
     raise TavitError(f"{path}: no such file or folder")
   if not os.path.isfile(os.path.join(path, CONFIG_FILE)):

@@ -5,13 +5,13 @@
 
 Reports RGB PSNR/SSIM and the task's conventional metrics (metrics.TASK_METRICS) of the
 input and the output, per eval set; `--out` also gets results.md, results.csv and
-per_image.csv. Clean-image splits are degraded as the task's evaluation sets (benchmark.py).
+per_image.csv. Clean-image splits are degraded as the task's evaluation sets (scoring.py).
 """
 
 import csv
 import os
 
-from tavit_jax.errors import run_app
+from tavit_jax.cli.common import check_stride, define_model_flags, no_arguments, run_app
 
 
 def _write_per_image(rows: list[dict], path: str) -> None:
@@ -26,37 +26,37 @@ def _main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   values = flags.FLAGS
-  if len(argv) > 1:
-    raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+  no_arguments(argv)
   if values.stride < 1 or values.batch_size < 1 or values.max_images < 0:
     raise flags.Error("--stride and --batch_size must be positive, --max_images >= 0")
   # pylint: disable=g-import-not-at-top  # JAX and TFDS load only once the flags are good.
   import tempfile
-  from tavit_jax import benchmark, inference, paths, report
+  from tavit_jax import files
+  from tavit_jax.evaluation import report, scoring
+  from tavit_jax.serving import inference
   from tavit_jax.data import tasks
   from tavit_jax.errors import TavitError
 
   if values.task is not None and values.task not in tasks.TASKS:
     raise TavitError(f"--task must be one of {', '.join(tasks.TASKS)}, not {values.task!r}")
-  split = benchmark.parse_dataset(values.dataset)
+  split = scoring.parse_dataset(values.dataset)
   client = values.client if values.client is not None else values.task
   restorer = inference.load(values.model, client, values.step)
   task = restorer.task
   if values.task not in (None, task):
     raise TavitError(f"--client {values.client} is a {task} client, not {values.task}")
-  if not 1 <= values.stride <= restorer.patch_size:
-    raise TavitError(f"--stride must be in [1, {restorer.patch_size}] (the patch size), not {values.stride}")
+  check_stride(values.stride, restorer.patch_size)
   seed = restorer.info.get("seed", 0) if values.seed is None else values.seed
-  out = paths.resolve(values.out)
+  out = files.resolve(values.out)
   per_image = []
-  for name, eval_set in benchmark.eval_sets(split, task, values.data_dir).items():
-    per_image += benchmark.score_images(
+  for name, eval_set in scoring.eval_sets(split, task, values.data_dir).items():
+    per_image += scoring.score_images(
         restorer, task, name, eval_set, seed=seed, stride=values.stride,
         batch_size=values.batch_size, max_images=values.max_images, data_dir=values.data_dir)
   if not per_image:
     raise TavitError(f"{split} holds no images")
   step = "" if restorer.step is None else restorer.step
-  rows = benchmark.summarise(task, per_image, phase=0, step=step,
+  rows = scoring.summarise(task, per_image, phase=0, step=step,
                              phase_name=f"{restorer.client} on {split}, stride {values.stride}")
   if out:
     markdown = report.write_tables(rows, out)
@@ -73,12 +73,10 @@ def main():
   # Flags are defined here, not on import, so the CLI modules can share a process.
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  flags.DEFINE_string("model", None, "exported model folder (tavit-export) or training workdir")
+  define_model_flags()
   flags.DEFINE_string("dataset", None, "<tfds name>:<split>, e.g. tavit_default:test or gopro:test")
   flags.DEFINE_string("task", None, "for a workdir: evaluate its first client of this task; "
                       "elsewhere it must be the model's task")
-  flags.DEFINE_string("client", None, "for a workdir: client name (default: first of --task)")
-  flags.DEFINE_integer("step", None, "for a workdir: checkpoint step (default: the latest)")
   flags.DEFINE_integer("stride", 16, "step between overlapping patches (paper: 16)")
   flags.DEFINE_integer("batch_size", 64, "patches per model call")
   flags.DEFINE_integer("max_images", 0, "score only the first N images of each set (0: all)")

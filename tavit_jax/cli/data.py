@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tavit_jax.cli.common import exit_on_user_error
 from tavit_jax.data import builders, datasets
-from tavit_jax.errors import exit_on_user_error
 
 
 def _stats_rows(builder) -> list[str]:

@@ -12,10 +12,10 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import metrics
 from tavit_jax.data import datasets, pipeline, tasks
 from tavit_jax.data.images import to_unit
 from tavit_jax.errors import TavitError
+from tavit_jax.evaluation import metrics
 
 CLEAN_IMAGE_KEYS = ("image", "hr")
 

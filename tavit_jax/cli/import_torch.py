@@ -4,36 +4,18 @@
       --head=TAViT_deblocking_head.pt --tail=TAViT_deblocking_tail.pt \\
       --body=TAViT_body_cycle3.pth --out=imported/deblocking
 
-Needs torch (`pip install 'tavit_jax[torch]'`). The folder layout is in param_files.py.
+Needs torch (`pip install 'tavit_jax[torch]'`). The folder layout is in serving/param_files.py.
 """
 
-from tavit_jax.errors import TavitError, run_app
-
-MODELS = ("paper", "tiny")
-
-
-def import_official(head: str, body: str, tail: str, *, task: str, out: str,
-                    model: str = "paper") -> dict:
-  """Converts and writes the three files; returns the parameters."""
-  # pylint: disable=g-import-not-at-top  # JAX loads only once the flags are good.
-  from tavit_jax import models, param_files, paths, torch_import
-  from tavit_jax.data.tasks import TASKS
-  if task not in TASKS:
-    raise TavitError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
-  head, body, tail, out = map(paths.resolve, (head, body, tail, out))
-  config = {"paper": models.paper_config, "tiny": models.tiny_config}[model]()
-  params = torch_import.load_official(head, body, tail, config)
-  param_files.save(out, params, config, task=task, patch_size=torch_import.PATCH_SIZE,
-                   source={"head": head, "body": body, "tail": tail, "from": "official PyTorch"})
-  return params
-
+from tavit_jax.cli.common import no_arguments, run_app
 
 def _main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from tavit_jax.models import count_params  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  # JAX loads only once the flags are good.
+  from tavit_jax.models import count_params
+  from tavit_jax.serving.torch_import import import_official
 
-  if len(argv) > 1:
-    raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+  no_arguments(argv)
   values = flags.FLAGS
   params = import_official(values.head, values.body, values.tail, task=values.task,
                            out=values.out, model=values.model)
@@ -50,7 +32,7 @@ def main():
   flags.DEFINE_string("body", None, "official body state dict (TAViT_body_cycle<N>.pth)")
   flags.DEFINE_string("task", None, "the task of the head and tail, e.g. deblocking")
   flags.DEFINE_string("out", None, "folder to write (params.npz and config.json)")
-  flags.DEFINE_enum("model", "paper", MODELS, "model sizes of the checkpoints")
+  flags.DEFINE_enum("model", "paper", ("paper", "tiny"), "model sizes of the checkpoints")
   flags.mark_flags_as_required(["head", "tail", "body", "task", "out"])
   run_app(_main)
 

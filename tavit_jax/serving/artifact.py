@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from tavit_jax import files
 from tavit_jax.errors import TavitError
 
 FORMAT = "tavit_jax.export/1"
@@ -61,28 +62,6 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-  """{'a': {'b': x}} -> {'a/b': x} as numpy arrays (Flax names never hold '/')."""
-  flat = {}
-  for name, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f"{prefix}{name}/"))
-    else:
-      flat[f"{prefix}{name}"] = np.asarray(value)
-  return flat
-
-
-def unflatten(flat) -> dict:
-  tree: dict = {}
-  for key, value in flat.items():
-    *parents, leaf = key.split("/")
-    node = tree
-    for name in parents:
-      node = node.setdefault(name, {})
-    node[leaf] = value
-  return tree
-
-
 def _readme(info: dict) -> str:
   return (f"# TAViT restoration network: {info['client']} ({info['task']})\n\n"
           f"Exported by tavit_jax from {info['source']} at step {info['step']}. Patches of "
@@ -103,35 +82,24 @@ def write(out: str, params: dict, program: bytes, info: dict[str, Any]) -> None:
   if os.path.exists(info_path):
     os.remove(info_path)
   params_path, program_path = (os.path.join(out, n) for n in (PARAMS_FILE, PROGRAM_FILE))
-  np.savez(params_path, **flatten(params))
+  np.savez(params_path, **files.flatten(params))
   with open(program_path, "wb") as f:
     f.write(program)
   with open(os.path.join(out, README_FILE), "w") as f:
     f.write(_readme(info))
-  files = {"params": {"name": PARAMS_FILE, "sha256": _sha256(params_path)},
+  listed = {"params": {"name": PARAMS_FILE, "sha256": _sha256(params_path)},
            "program": {"name": PROGRAM_FILE, "sha256": _sha256(program_path)}}
   with open(info_path, "w") as f:
-    json.dump({"format": FORMAT, **info, "files": files}, f, indent=1)
+    json.dump({"format": FORMAT, **info, "files": listed}, f, indent=1)
 
 
 def is_artifact(path: str) -> bool:
   return os.path.isfile(os.path.join(path, INFO_FILE))
 
 
-def read_json(path: str):
-  """A JSON file's content; an unreadable or malformed file is a one-line error naming it."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except OSError as e:
-    raise TavitError(f"{path}: cannot open ({e.strerror})") from None
-  except ValueError as e:
-    raise TavitError(f"{path}: not valid JSON ({e})") from None
-
-
 def read_info(folder: str) -> dict:
   path = os.path.join(folder, INFO_FILE)
-  info = read_json(path)
+  info = files.read_json(path)
   if not isinstance(info, dict) or info.get("format") != FORMAT:
     found = info.get("format") if isinstance(info, dict) else None
     raise TavitError(f"{path}: format {found!r} is not {FORMAT!r}; export again with this version")
@@ -156,7 +124,7 @@ def read(folder: str) -> tuple[dict, jax.export.Exported, dict]:
   program_path = _checked(folder, info, "program")
   try:
     with np.load(params_path) as arrays:
-      params = unflatten({key: arrays[key] for key in arrays.files})
+      params = files.unflatten({key: arrays[key] for key in arrays.files})
   except (OSError, ValueError) as e:
     raise TavitError(f"{params_path}: not readable ({e})") from None
   with open(program_path, "rb") as f:

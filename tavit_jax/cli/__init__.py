@@ -1,0 +1,1 @@
+"""The command-line tools (`tavit-*`), one module each; `common` holds what they share."""

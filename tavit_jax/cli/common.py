@@ -1,0 +1,81 @@
+"""What every command shares: user mistakes are one `error:` line and exit status 2.
+
+`run_app` runs an absl `main` (flags defined in the command's `main()`, so several commands
+can share a process); `exit_on_user_error` wraps an argparse one. Everything that is not a
+`TavitError` or a flag mistake is a bug and keeps its traceback.
+"""
+
+import functools
+import sys
+
+from tavit_jax.errors import TavitError
+
+
+def exit_on_user_error(main):
+  """Wraps a CLI `main` so that a `TavitError` prints one line and exits 2."""
+
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except TavitError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  return wrapped
+
+
+def _flag_error_message(error: Exception) -> str:
+  """One line from absl / ml_collections flag errors (a misspelt config key is a KeyError)."""
+  if isinstance(error, (KeyError, AttributeError)) and error.args:
+    inner = error.args[0]
+    if isinstance(inner, KeyError) and inner.args:
+      inner = inner.args[0]
+    key, _, hint = str(inner).partition("\n")
+    return f"config has no key {key}" + (f" ({hint})" if hint else "")
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if isinstance(error, OSError) else " ".join(lines)
+
+
+def run_app(main) -> None:
+  """`absl.app.run(main)` where flag and config-override mistakes and `TavitError`s print
+  one line and exit 2 instead of a traceback."""
+  from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+
+  def parse(argv):
+    try:
+      remaining = flags.FLAGS(argv)
+      for name in flags.FLAGS:
+        # A config file that failed to load raises on first attribute access: touch them all.
+        hasattr(getattr(flags.FLAGS, name), "to_dict")
+      if not flags.FLAGS["verbosity"].present:  # TFDS logs every dataset open at INFO.
+        logging.set_verbosity(logging.WARNING)
+      return remaining
+    except (flags.Error, OSError, KeyError, AttributeError, ValueError, TypeError) as e:
+      print(f"error: {_flag_error_message(e)}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(exit_on_user_error(main), flags_parser=parse)
+
+
+def no_arguments(argv) -> None:
+  """absl passes leftover words on: a command that takes none says which it did not expect."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if len(argv) > 1:
+    raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+def define_model_flags() -> None:
+  """--model, --client, --step: which trained network a command runs."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  flags.DEFINE_string("model", None, "exported model folder (tavit-export), training workdir "
+                      "or imported parameters folder")
+  flags.DEFINE_string("client", None, "for a workdir: client name or task (its first client)")
+  flags.DEFINE_integer("step", None, "for a workdir: checkpoint step (default: the latest)")
+
+
+def check_stride(stride: int, patch_size: int) -> None:
+  if not 1 <= stride <= patch_size:
+    raise TavitError(f"--stride must be in [1, {patch_size}] (the patch size), not {stride}")

@@ -1,0 +1,1 @@
+"""Scoring restorations: patch tiling, metrics, dataset scoring, reports and bytes on the wire."""

@@ -1,0 +1,1 @@
+"""Trained models out of training: parameter files, the export format, inference, official weights."""

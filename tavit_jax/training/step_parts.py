@@ -1,0 +1,113 @@
+"""What both client maps compile: one client's pure step functions and the whole-state ones.
+
+`make_parts` closes them over the model, the two optimizers and the static client roster;
+steps_vmap.py runs the per-client functions over the stacked client axis at once,
+steps_loop.py one client after another; steps.py puts either into `Steps`.
+"""
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from tavit_jax.models import Model
+from tavit_jax.protocol import apply_client_grads, mse, over_wire, step_keys
+from tavit_jax.training.state import fedavg_same_task
+
+
+@dataclasses.dataclass
+class Steps:
+  """Compiled steps. Each takes and returns the whole state (donated) plus metrics."""
+
+  client: Callable  # (state, batch, active) -> (state, {'loss': (K,)}); heads/tails step
+  server: Callable  # (state, batch) -> (state, {'loss': (K,)}); the body steps
+  joint: Callable  # (state, batch) -> (state, {'loss': (K,)}); both step (Base baseline)
+  unify: Callable  # state -> state with same-task heads/tails averaged
+  restore: Callable  # (head, tail, body, patches) -> patches, for one client
+
+
+def client_slice(tree, k):
+  """Client k's part of a tree stacked on the client axis."""
+  return jax.tree_util.tree_map(lambda a: a[k], tree)
+
+
+def client_spec(num_clients: int, mesh, client_map: str = "vmap") -> P:
+  """Split the client axis over devices when vmapped and it divides evenly, else replicate."""
+  return P("clients") if client_map == "vmap" and num_clients % mesh.size == 0 else P()
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """Per client (unbatched arrays): `client_one`, `body_grad_one`, `joint_one`.
+  On the whole state: `begin`, `server_update`, `unify`; and `restore` for evaluation."""
+
+  num_clients: int
+  client_one: Callable  # (head, tail, opt, body, x, y, keys, active) -> (head, tail, opt, loss)
+  body_grad_one: Callable  # (head, tail, body, x, y, keys) -> (body grad, loss)
+  joint_one: Callable  # (head, tail, opt, body, x, y, keys) -> (head, tail, opt, body grad, loss)
+  begin: Callable  # state -> (state with step and RNG advanced, per-client keys (K, 2, ...))
+  server_update: Callable  # (state, summed body gradient) -> state
+  unify: Callable  # state -> state
+  restore: Callable  # (head, tail, body, patches) -> patches
+
+
+def make_parts(model: Model, client_tx: optax.GradientTransformation,
+               server_tx: optax.GradientTransformation, ids: np.ndarray, dropout: bool = True,
+               wire_dtype=None) -> Parts:
+  """`wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
+  cross the network, as a deployment sending them in that dtype computes."""
+  num_clients = len(ids)
+  tree_map = jax.tree_util.tree_map
+  send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
+
+  def loss_fn(head, tail, body, x, y, keys):
+    timesteps = model.timesteps(keys[0], x.shape[0])
+    dropout_rng = keys[1] if dropout else None
+    f_h, cache = model.head_apply(head, x, timesteps)
+    f_b = model.body_apply(body, send(f_h), dropout_rng)
+    return mse(model.tail_apply(tail, send(f_b), cache), y)
+
+  def client_update(head, tail, opt, grads, active=True):
+    """The optimizer step, kept only for clients still `active` in their phase."""
+    new = apply_client_grads(client_tx, head, tail, opt, *grads)
+    return tree_map(lambda n, o: jnp.where(active, n, o), new, (head, tail, opt))
+
+  def client_one(head, tail, opt, body, x, y, keys, active):
+    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1))(head, tail, body, x, y, keys)
+    return (*client_update(head, tail, opt, grads, active), loss)
+
+  def body_grad_one(head, tail, body, x, y, keys):
+    loss, grad = jax.value_and_grad(loss_fn, argnums=2)(head, tail, body, x, y, keys)
+    return grad, loss
+
+  def joint_one(head, tail, opt, body, x, y, keys):
+    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2))(head, tail, body, x, y, keys)
+    return (*client_update(head, tail, opt, grads[:2]), grads[2], loss)
+
+  def server_update(state, body_grad_sum):
+    """The body steps on the mean of the clients' gradients: every client weighs the same."""
+    server = state["server"]
+    grad = tree_map(lambda g: g / num_clients, body_grad_sum)
+    updates, opt = server_tx.update(grad, server["opt"], server["body"])
+    return dict(state, server={"body": optax.apply_updates(server["body"], updates), "opt": opt})
+
+  def begin(state):
+    rng, keys = step_keys(state["rng"], num_clients)
+    return dict(state, step=state["step"] + 1, rng=rng), keys
+
+  def unify(state):
+    """FedAvg of heads and tails among same-task clients; optimizer moments stay local."""
+    c = state["clients"]
+    head, tail = fedavg_same_task((c["head"], c["tail"]), ids)
+    return dict(state, clients=dict(c, head=head, tail=tail))
+
+  def restore(head, tail, body, patches):
+    timesteps = model.timesteps(jax.random.key(0), patches.shape[0])
+    return model.apply({"head": head, "body": body, "tail": tail}, patches, timesteps)
+
+  return Parts(num_clients, client_one, body_grad_one, joint_one, begin, server_update, unify,
+               restore)
