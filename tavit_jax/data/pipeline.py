@@ -145,11 +145,13 @@ def clients_dataset(clients: Sequence[ClientData], *, workers: int = 0, **kwargs
   return stacked
 
 
-def clients_dataset_from_config(config) -> grain.IterDataset:
-  """`clients_dataset` for `config.clients` and `config.data` (see configs/default.py)."""
+def clients_dataset_from_config(config, only: Optional[Sequence[int]] = None) -> grain.IterDataset:
+  """`clients_dataset` for `config.clients` (those at indices `only`, default all) and
+  `config.data` (see configs/default.py)."""
   data = config.data
+  clients = assign_clients(list(config.clients))
   return clients_dataset(
-      assign_clients(list(config.clients)), suite=data.suite, batch_size=data.batch_size,
+      [clients[k] for k in only] if only is not None else clients, suite=data.suite, batch_size=data.batch_size,
       patch_size=data.patch_size, patches_per_image=data.patches_per_image, seed=config.seed,
       read_threads=data.read_threads, workers=data.workers, data_dir=data.data_dir)
 

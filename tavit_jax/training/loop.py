@@ -18,7 +18,7 @@ from tavit_jax import config_files, files, models, protocol, roster, schedule as
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication, report
-from tavit_jax.training import state as state_lib, steps as steps_lib
+from tavit_jax.training import distributed, state as state_lib, steps as steps_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
@@ -33,7 +33,7 @@ class TrainingDiverged(TavitError):
   """A non-finite loss: training stops without saving the bad state."""
 
 
-def _check_workdir_config(config, workdir: str) -> None:
+def _check_workdir_config(config, workdir: str, write: bool = True) -> None:
   """Refuses to resume a workdir made with a different model, clients or data shape."""
   path = os.path.join(workdir, "config.json")
   current = {key: config_files.lookup(config, key) for key in _STRUCTURAL}
@@ -44,7 +44,7 @@ def _check_workdir_config(config, workdir: str) -> None:
     if changed:
       raise TavitError(f"{workdir} holds a run with a different {', '.join(changed)} "
                        f"(stored: {[stored.get(k) for k in changed]}); use a new --workdir")
-  else:
+  elif write:
     os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
       json.dump(current, f, indent=1)
@@ -100,7 +100,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Colab session in chunks.
   """
   workdir = files.resolve(workdir)
-  _check_workdir_config(config, workdir)
+  primary = distributed.is_primary()
+  say = tqdm.write if primary else (lambda *_: None)
+  _check_workdir_config(config, workdir, write=primary)
   client_tasks = list(config.clients)
   clients = roster.assign_clients(client_tasks)
   num_clients = len(clients)
@@ -108,6 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   phases = schedule_lib.make_schedule(config.train, num_clients)
   per_client_steps = schedule_lib.client_phase_steps(config.train, num_clients)
   client_map = steps_lib.resolve_client_map(config.train.client_map)
+  distributed.check_clients_fit(num_clients, client_map)
 
   model = models.build(config.model, config.data.patch_size)
   client_tx, server_tx = state_lib.optimizers(config.train, num_clients)
@@ -120,14 +123,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                dropout=config.model.body_dropout > 0,
                                wire_dtype=protocol.wire_dtype(config.train.wire_dtype))
 
-  data = iter(pipeline.clients_dataset_from_config(config))
+  client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
+  local = distributed.local_clients(client_sharding, num_clients)  # Whose data this process reads.
+  data = iter(pipeline.clients_dataset_from_config(config, only=local))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
   if checkpoints.latest_step() is not None:
     state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
-    data.set_state(data_state)
+    data.set_state(distributed.unpack_data_state(data_state))
   step = start_step = int(state["step"])
   results = _Results(workdir, _communication_table(config, model, phases, per_client_steps, ids))
-  writer = MetricWriter(os.path.join(workdir, "tensorboard"))
+  writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=primary)
   all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
 
@@ -137,18 +142,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       raise _diverged(step, phase, "parameters are not finite", checkpoints)
 
   if step:
-    tqdm.write(f"Resuming {workdir} at step {step} of {phases[-1].end}.")
+    say(f"Resuming {workdir} at step {step} of {phases[-1].end}.")
   if results.footer:
-    tqdm.write("\n".join(results.footer) + "\n")
+    say("\n".join(results.footer) + "\n")
   try:
     for phase in phases:
       if phase.end <= step:
         continue
-      with tqdm(total=phase.steps, initial=step - phase.start, desc=phase.name, unit="step") as bar:
+      with tqdm(total=phase.steps, initial=step - phase.start, desc=phase.name, unit="step",
+                disable=not primary) as bar:
         while step < phase.end:
-          batch = next(data)
+          batch = distributed.to_global(next(data), client_sharding, num_clients)
           if phase.kind == "client":
             active = schedule_lib.active_clients(phase, step, per_client_steps)
+            active = distributed.to_global(active[local], client_sharding, num_clients)
             state, metrics = steps.client(state, batch, active)
           else:
             state, metrics = getattr(steps, phase.kind)(state, batch)
@@ -167,20 +174,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           stopping = max_steps is not None and step - start_step >= max_steps
           if step < phase.end and (stopping or step % config.train.checkpoint_every == 0):
             check_finite(step, phase, state)
-            checkpoints.save(step, state, data.get_state())
+            checkpoints.save(step, state, distributed.pack_data_states(data.get_state()))
           if stopping and step < phase.end:
             return results.rows
       check_finite(step, phase, state)
-      rows, samples = evaluate_clients(steps, state, client_tasks, config)
-      writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
-                                  for k, v in r.items() if "/" in k})
-      results.record(phase, step, rows)
-      report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
-      checkpoints.save(step, state, data.get_state())  # Checked finite before evaluating.
-      tqdm.write(_phase_summary(phase, rows))
+      every_client = distributed.gather(state)  # Across processes: all of it, everywhere.
+      if primary:
+        rows, samples = evaluate_clients(steps, every_client, client_tasks, config)
+        writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
+                                    for k, v in r.items() if "/" in k})
+        results.record(phase, step, rows)
+        report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
+        say(_phase_summary(phase, rows))
+      # Checked finite before evaluating.
+      checkpoints.save(step, state, distributed.pack_data_states(data.get_state()))
       if max_steps is not None and step - start_step >= max_steps:
         return results.rows
-    tqdm.write("\n" + report.write_tables(results.rows, workdir, results.footer))
+    if primary:
+      say("\n" + report.write_tables(results.rows, workdir, results.footer))
   finally:
     writer.close()
     checkpoints.close()

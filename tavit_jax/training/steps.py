@@ -24,8 +24,8 @@ CLIENT_MAPS = ("auto", "vmap", "loop")
 def resolve_client_map(client_map: str) -> str:
   if client_map not in CLIENT_MAPS:
     raise TavitError(f"train.client_map must be one of {CLIENT_MAPS}, not {client_map!r}")
-  if client_map == "auto":
-    return "loop" if jax.default_backend() == "cpu" else "vmap"
+  if client_map == "auto":  # Across processes each client must live on one device: vmap.
+    return "loop" if jax.default_backend() == "cpu" and jax.process_count() == 1 else "vmap"
   return client_map
 
 
