@@ -22,7 +22,8 @@ import fake_trees
 from tavit_jax.data import datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, "README.md")
+with open(os.path.join(ROOT, "README.md")) as f:
+  README = f.read()
 # README (default size) -> tiny size: config, its dataset, and a stride within its 32-px patches.
 TINY = (("configs/default.py", "configs/tiny.py"), ("tavit_default:", "tavit_default/tiny:"),
         ("--stride=64", "--stride=32"))
@@ -50,8 +51,7 @@ def shell_commands(text: str) -> list[str]:
 
 def readme_command(prefix: str) -> str:
   """The README's first command starting with `prefix`, at the tiny size."""
-  with open(README) as f:
-    found = [c for c in shell_commands(f.read()) if c.startswith(prefix)]
+  found = [c for c in shell_commands(README) if c.startswith(prefix)]
   assert found, f"the README has no command starting {prefix!r}"
   command = found[0]
   for default, tiny in TINY:
@@ -66,8 +66,7 @@ def readme_python(marker: str, text: str) -> str:
 
 def comment_of(prefix: str) -> str:
   """The `# ...` comment after a README command (e.g. the listing `ls` is said to print)."""
-  with open(README) as f:
-    (line,) = [l for l in f if l.startswith(prefix)]
+  (line,) = [l for l in README.splitlines() if l.startswith(prefix)]
   return line.split("#", 1)[1].strip()
 
 
@@ -150,8 +149,7 @@ def test_readme_walkthrough(walk):
   assert "| denoising | sigma30 |" in run(readme_command("tavit-eval --model=workdir")).stdout
 
   # The README's Python snippet, with the inputs it names.
-  with open(README) as f:
-    snippet = readme_python("inference.load(", f.read())
+  snippet = readme_python("inference.load(", README)
   (cwd / "snippet.py").write_text(
       "import numpy as np\nrainy_uint8 = np.full((45, 70, 3), 128, np.uint8)\n"
       "patches = np.zeros((3, 32, 32, 3), np.float32)\n" + snippet +

@@ -57,7 +57,7 @@ def _main(argv):
     raise TavitError(f"{split} holds no images")
   step = "" if restorer.step is None else restorer.step
   rows = scoring.summarise(task, per_image, phase=0, step=step,
-                             phase_name=f"{restorer.client} on {split}, stride {values.stride}")
+                           phase_name=f"{restorer.client} on {split}, stride {values.stride}")
   if out:
     markdown = report.write_tables(rows, out)
     _write_per_image(per_image, os.path.join(out, "per_image.csv"))

@@ -22,8 +22,9 @@ AUTO_BUILD = ("tavit_default",)
 CATALOGUE = {"div2k": div2k.DIV2K_SOURCE}
 
 
-def default_data_dir() -> str:
-  return files.resolve(os.environ.get("TAVIT_DATA_DIR", "~/tensorflow_datasets"))
+def data_dir_or_default(data_dir: Optional[str] = None) -> str:
+  """`data_dir` made absolute, else $TAVIT_DATA_DIR, else ~/tensorflow_datasets."""
+  return files.resolve(data_dir or os.environ.get("TAVIT_DATA_DIR", "~/tensorflow_datasets"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Split:
 def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.core.DatasetBuilder:
   """The project's builder `name` (optionally `name/config`)."""
   base_name, _, config = name.partition("/")
-  data_dir = files.resolve(data_dir) if data_dir else default_data_dir()
+  data_dir = data_dir_or_default(data_dir)
   if base_name in CATALOGUE:
     return tfds.builder(CATALOGUE[base_name]["tfds_name"], data_dir=data_dir, file_format="array_record")
   if base_name not in builders.BUILDERS:
@@ -58,7 +59,7 @@ def get_builder(name: str, data_dir: Optional[str] = None, **kwargs) -> tfds.cor
 def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
             skip_bad_images: bool = False) -> tfds.core.DatasetBuilder:
   """Builds `name` (a no-op when already built) and returns its builder."""
-  data_dir = files.resolve(data_dir) if data_dir else default_data_dir()
+  data_dir = data_dir_or_default(data_dir)
   if name.partition("/")[0] in CATALOGUE:
     return div2k.prepare_div2k(data_dir)
   builder = get_builder(name, data_dir, skip_bad_images=skip_bad_images)

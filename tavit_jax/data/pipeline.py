@@ -150,10 +150,12 @@ def clients_dataset_from_config(config, only: Optional[Sequence[int]] = None) ->
   `config.data` (see configs/default.py)."""
   data = config.data
   clients = assign_clients(list(config.clients))
+  if only is not None:
+    clients = [clients[k] for k in only]
   return clients_dataset(
-      [clients[k] for k in only] if only is not None else clients, suite=data.suite, batch_size=data.batch_size,
-      patch_size=data.patch_size, patches_per_image=data.patches_per_image, seed=config.seed,
-      read_threads=data.read_threads, workers=data.workers, data_dir=data.data_dir)
+      clients, suite=data.suite, batch_size=data.batch_size, patch_size=data.patch_size,
+      patches_per_image=data.patches_per_image, seed=config.seed, read_threads=data.read_threads,
+      workers=data.workers, data_dir=data.data_dir)
 
 
 def _stable_seed(*parts) -> int:

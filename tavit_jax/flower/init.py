@@ -37,7 +37,8 @@ def client_init(model: Model, client_tasks: Sequence[str], index: int,
                 tx: optax.GradientTransformation, seed: int) -> dict:
   """{'head', 'tail', 'opt'} of client `index`: clients of one task start equal."""
   _, clients_rng, _ = _keys(seed)
-  head_key, tail_key = protocol.client_init_keys(clients_rng, int(task_ids(list(client_tasks))[index]))
+  task_id = int(task_ids(list(client_tasks))[index])
+  head_key, tail_key = protocol.client_init_keys(clients_rng, task_id)
   head, tail = model.init_head(head_key), model.init_tail(tail_key)
   return {"head": head, "tail": tail, "opt": tx.init({"head": head, "tail": tail})}
 

@@ -88,7 +88,7 @@ def write(out: str, params: dict, program: bytes, info: dict[str, Any]) -> None:
   with open(os.path.join(out, README_FILE), "w") as f:
     f.write(_readme(info))
   listed = {"params": {"name": PARAMS_FILE, "sha256": _sha256(params_path)},
-           "program": {"name": PROGRAM_FILE, "sha256": _sha256(program_path)}}
+            "program": {"name": PROGRAM_FILE, "sha256": _sha256(program_path)}}
   with open(info_path, "w") as f:
     json.dump({"format": FORMAT, **info, "files": listed}, f, indent=1)
 

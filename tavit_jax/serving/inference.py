@@ -57,7 +57,7 @@ class Restorer:
                     progress: Optional[tiling.ProgressFn] = None) -> np.ndarray:
     """A uint8 (H, W, 3) image of any size, by the paper's overlapping patches (SPEC §4)."""
     return tiling.restore_image(self.restore_patches, image, patch_size=self.patch_size,
-                                    stride=stride, batch_size=batch_size, progress=progress)
+                                stride=stride, batch_size=batch_size, progress=progress)
 
 
 def load(path: str, client: Optional[str] = None, step: Optional[int] = None) -> Restorer:
