@@ -13,6 +13,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tavit_jax.errors import TavitError
@@ -121,3 +122,12 @@ def server_update(tx: optax.GradientTransformation, body, opt_state, body_grads)
   mean_grad = jax.tree_util.tree_map(lambda *g: sum(g) / len(g), *body_grads)
   updates, opt_state = tx.update(mean_grad, opt_state, body)
   return optax.apply_updates(body, updates), opt_state
+
+
+def feature_dtype(model: Model) -> np.dtype:
+  """The dtype of f_H (and f_B and their gradients) in `model`'s computation. Over Flower
+  they travel as float32 and are cast back to this on arrival, as the fused step has them."""
+  x = jax.ShapeDtypeStruct((1, model.patch_size, model.patch_size, 3), jnp.float32)
+  t = jax.ShapeDtypeStruct((1,), jnp.int32)
+  head = jax.eval_shape(model.init_head, jax.random.PRNGKey(0))
+  return np.dtype(jax.eval_shape(model.head_apply, head, x, t)[0].dtype)

@@ -18,9 +18,8 @@ pytest.importorskip("flwr")
 from tavit_jax import models
 from tavit_jax.errors import TavitError
 from tavit_jax.flower import launch, settings
-from tavit_jax.flower.local import LocalDeployment
 from tavit_jax.flower.server import BodyServer
-from tavit_jax.flower.summary import read_jsonl, summarize
+from tavit_jax.flower.records import read_jsonl, summarize
 from tavit_jax.flower.worker import ClientWorker
 from tavit_jax.training import state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
@@ -115,7 +114,7 @@ def test_two_tasks_over_flower_end_like_the_in_process_run(data_dir, jax_cache, 
   """2 clients (2 tasks), 2 client-phase then 2 server-phase steps; bytes as predicted."""
   changes = overrides(data_dir)
   config = settings.load_config(CONFIG, changes)
-  with LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
                         jax_cache) as deployment:
     deployment.start()
     deployment.start_run()
@@ -146,7 +145,7 @@ def test_killed_client_and_server_resume_without_losing_acknowledged_work(data_d
   changes = overrides(data_dir, **{
       "clients": ["denoising", "denoising"], "flower.reply_timeout": timeout})
   config = settings.load_config(CONFIG, changes)
-  with LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2, jax_cache) as deployment, \
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2, jax_cache) as deployment, \
       concurrent.futures.ThreadPoolExecutor(1) as pool:
     deployment.start()
     deployment.start_run()
@@ -185,7 +184,7 @@ def test_a_client_sending_float64_features_is_rejected_and_the_body_stays_clean(
   on client 0's gradient alone (= the in-process run of client 0 alone)."""
   changes = overrides(data_dir, **{"train.client_phase_steps": [0], "train.server_phase_steps": 1})
   config = settings.load_config(CONFIG, changes)
-  with LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
                         jax_cache) as deployment:
     deployment.start_superlink()
     deployment.start_client(0)

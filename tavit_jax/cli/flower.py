@@ -59,7 +59,7 @@ def superlink(args) -> int:
 
 
 def client(args, **kwargs) -> None:
-  from tavit_jax.flower.client import run_client  # pylint: disable=g-import-not-at-top
+  from tavit_jax.flower.worker import run_client  # pylint: disable=g-import-not-at-top
   config = settings.load_config(args.config, _overrides(args.set))
   run_client(config, args.client_index, args.workdir, args.superlink, tls=_tls(args),
              auth_key=args.auth_key, runtime_port=args.runtime_port, **kwargs)
@@ -89,12 +89,11 @@ def _prepare_data(config) -> None:
 
 def local(args) -> int:
   """SuperLink + one client process per client + the run, all on this machine."""
-  from tavit_jax.flower.local import LocalDeployment  # pylint: disable=g-import-not-at-top
-  from tavit_jax.flower.summary import summarize  # pylint: disable=g-import-not-at-top
+  from tavit_jax.flower.records import summarize  # pylint: disable=g-import-not-at-top
   overrides = _overrides(args.set)
   config = settings.load_config(args.config, overrides)
   _prepare_data(config)
-  with LocalDeployment(args.config, overrides, args.workdir, len(config.clients)) as deployment:
+  with launch.LocalDeployment(args.config, overrides, args.workdir, len(config.clients)) as deployment:
     deployment.start()
     started = time.time()
     print(f"SuperLink on {deployment.address}; logs in {os.path.dirname(deployment.log('run'))}")

@@ -10,27 +10,51 @@ Every request is idempotent, so the server may resend after a failure on either 
   global step s is a pure function of (seed, s)); a client phase step that was already
   applied answers 'done';
 - update and set_weights apply at most once per step (the commit records the step).
+
+`run_client` is a client machine's process: it loads or resumes the worker, compiles its
+steps, then starts a SuperNode whose node config names the worker's socket. If the
+SuperNode exits (the SuperLink restarted and forgot it), it is started again; the worker
+and its state stay. Killing this process kills its SuperNode too.
 """
 
 import functools
 import logging
 import os
 import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from tavit_jax import files, models, protocol, roster
 from tavit_jax.data import pipeline
-from tavit_jax.flower import settings, wire
-from tavit_jax.flower.init import client_init, feature_dtype
+from tavit_jax.flower import launch, settings, wire
 from tavit_jax.training import state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
 
 log = logging.getLogger("tavit_jax.flower.worker")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def client_init(model: models.Model, client_tasks: Sequence[str], index: int,
+                tx: optax.GradientTransformation, seed: int) -> dict:
+  """{'head', 'tail', 'opt'} of client `index`, as `init_state` draws it: clients of one
+  task start equal."""
+  _, clients_rng, _ = protocol.initial_keys(jax.random.PRNGKey(seed))
+  task_id = int(roster.task_ids(list(client_tasks))[index])
+  head_key, tail_key = protocol.client_init_keys(clients_rng, task_id)
+  head, tail = model.init_head(head_key), model.init_tail(tail_key)
+  return {"head": head, "tail": tail, "opt": tx.init({"head": head, "tail": tail})}
 
 
 class ProtocolError(Exception):
@@ -49,7 +73,7 @@ class ClientWorker:
     self.model = models.build(config.model, config.data.patch_size)
     self.batch_size = config.data.batch_size
     self.token_shape = (self.batch_size, *self.model.token_shape)
-    self.feature_dtype = feature_dtype(self.model)
+    self.feature_dtype = protocol.feature_dtype(self.model)
     tx, _ = state_lib.optimizers(config.train, len(tasks))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
@@ -240,3 +264,47 @@ def serve(worker: ClientWorker, listener: Listener) -> None:
           conn.send({"error": f"{type(e).__name__}: {e}"})
         except OSError:
           pass
+
+
+def _supervise(command: list[str], log_path: str, stopping: threading.Event) -> None:
+  guarded = [sys.executable, "-m", "tavit_jax.flower.launch", *command]
+  while not stopping.is_set():
+    with open(log_path, "ab") as log_file:
+      node = subprocess.Popen(guarded, stdout=log_file, stderr=subprocess.STDOUT,
+                              env=launch.environment())
+    code = node.wait()
+    if not stopping.is_set():
+      log.warning("SuperNode exited (code %s); starting it again", code)
+      stopping.wait(2.0)
+
+
+def run_client(config, index: int, workdir: str, superlink: str, *,
+               tls: Optional[launch.Tls] = None, auth_key: str = "",
+               runtime_port: int = 0, worker_class=ClientWorker) -> None:
+  """Serves client `index` of `config` until killed."""
+  handler = logging.StreamHandler(sys.stdout)
+  handler.setFormatter(logging.Formatter("tavit-client %(levelname)s %(message)s"))
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
+  os.makedirs(workdir, exist_ok=True)
+  worker = worker_class(config, index, workdir)
+  worker.warm_up()
+  socket_dir = tempfile.mkdtemp(prefix="tavit-worker-")  # Mode 0700; short (AF_UNIX limit).
+  socket_path = os.path.join(socket_dir, "worker.sock")
+  node_config = {"worker": socket_path, "client-index": index}
+  command = launch.supernode_command(superlink, runtime_port or launch.free_port(), node_config,
+                                     tls=tls, auth_key=auth_key)
+  stopping = threading.Event()
+  # The SuperNode installs Flower apps under $FLWR_HOME: one per client.
+  os.environ["FLWR_HOME"] = os.path.join(os.path.abspath(workdir), "flwr_home")
+  signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), sys.exit(0)))
+  supervisor = threading.Thread(target=_supervise, daemon=True,
+                                args=(command, os.path.join(workdir, "supernode.log"), stopping))
+  log.info("client %d (%s) ready; SuperNode for %s", index, worker.client.name, superlink)
+  try:
+    with listen(socket_path) as listener:
+      supervisor.start()
+      serve(worker, listener)
+  finally:
+    shutil.rmtree(socket_dir, ignore_errors=True)
