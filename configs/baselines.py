@@ -12,7 +12,7 @@ Multi is configs/default.py (CPU size) or configs/paper.py.
 
 import ml_collections
 
-from tavit_jax.config_files import sibling
+from tavit_jax.configs import default, paper
 
 
 def get_config(arg: str = "single,denoising") -> ml_collections.ConfigDict:
@@ -20,9 +20,9 @@ def get_config(arg: str = "single,denoising") -> ml_collections.ConfigDict:
   size = size[0] if size else "default"
   if kind not in ("base", "single") or size not in ("default", "paper"):
     raise ValueError(f"expected base|single,<task>[,default|paper], got {arg!r}")
-  config = sibling(__file__, size).get_config()
-  if task not in sibling(__file__, "default").TASKS:
-    raise ValueError(f"unknown task {task!r}; one of {sibling(__file__, 'default').TASKS}")
+  config = {"default": default, "paper": paper}[size].get_config()
+  if task not in default.TASKS:
+    raise ValueError(f"unknown task {task!r}; one of {default.TASKS}")
   config.clients = (task,) if kind == "base" else (task, task)
   if kind == "base":
     config.train.mode = "end_to_end"

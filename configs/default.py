@@ -25,6 +25,7 @@ Override any field, e.g. `--config.train.cycles=1`; a misspelt key is an error.
 import ml_collections
 
 from tavit_jax import models
+from tavit_jax.flower.settings import flower_defaults
 
 TASKS = ("deblocking", "denoising", "deraining", "deblurring")
 
@@ -71,5 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=32,  # Patches per model call.
       max_images=0,  # 0: every test image.
   ))
+  # Only `tavit-flower` reads this: reply_timeout, on_client_failure (wait | proceed), max_wait,
+  # start_timeout, poll_interval (tavit_jax.flower.settings).
+  config.flower = flower_defaults()
   config.lock()
   return config

@@ -12,11 +12,11 @@ The same config in one process with 8 devices gives the same results (tests/test
 
 import ml_collections
 
-from tavit_jax.config_files import sibling
+from tavit_jax.configs import tiny
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = sibling(__file__, "tiny").get_config()
+  config = tiny.get_config()
   config.unlock()
   config.clients = ("denoising",) * 4 + ("deraining",) * 4
   config.train.update(cycles=1, client_phase_steps=(2,), server_phase_steps=2, client_map="vmap")

@@ -9,16 +9,13 @@ the tests pin it) and prints the seconds and bytes per step. Results mean nothin
 
 import ml_collections
 
-from tavit_jax.config_files import sibling
-from tavit_jax.flower.settings import flower_defaults
+from tavit_jax.configs import tiny
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = sibling(__file__, "tiny").get_config()
+  config = tiny.get_config()
   config.unlock()
   config.clients = ("denoising", "deraining")
   config.train.update(cycles=1, client_phase_steps=(2,), server_phase_steps=2, checkpoint_every=1)
-  # reply_timeout, on_client_failure (wait | proceed), max_wait, start_timeout, poll_interval.
-  config.flower = flower_defaults()
   config.lock()
   return config

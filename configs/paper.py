@@ -11,11 +11,11 @@ code counts client-phase epochs). Published results to compare with: SPEC §4.
 import ml_collections
 
 from tavit_jax import models
-from tavit_jax.config_files import sibling
+from tavit_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = sibling(__file__, "default").get_config()
+  config = default.get_config()
   config.unlock()
   config.data.update(suite="paper", batch_size=8, workers=4)
   config.model = models.paper_config()

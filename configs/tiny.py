@@ -7,11 +7,11 @@ Finishes in about a minute on a laptop CPU; the tests use it. Results mean nothi
 
 import ml_collections
 
-from tavit_jax.config_files import sibling
+from tavit_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = sibling(__file__, "default").get_config()
+  config = default.get_config()
   config.unlock()
   config.clients = ("denoising", "denoising", "deraining", "deraining")
   config.data.update(suite="tiny", batch_size=2, patch_size=32, patches_per_image=2)

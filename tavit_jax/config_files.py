@@ -1,18 +1,25 @@
-"""Config files: load a sibling by path (`configs/` is not a package), read a dotted field."""
+"""Config files: load one by path as `--config` does, read a dotted field."""
 
 import importlib.util
 import os
 
 import ml_collections
 
+from tavit_jax import files
+from tavit_jax.errors import TavitError
 
-def sibling(config_file: str, name: str):
-  """The module configs/<name>.py next to `config_file` (pass `__file__`)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"tavit_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """`get_config([arg])` of 'path/to/config.py[:arg]' (for processes that get the path
+  from another process: the ServerApp, a client started by `tavit-flower local`)."""
+  path, _, arg = spec.partition(":")
+  path = files.resolve(path)
+  if not os.path.isfile(path):
+    raise TavitError(f"config file {path} not found")
+  module_spec = importlib.util.spec_from_file_location("tavit_loaded_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def lookup(config: ml_collections.ConfigDict, dotted: str):

@@ -1,9 +1,7 @@
 """A client process that sends f_H as float64, as a buggy or hostile client would.
 
-  python tests/flower_bad_client.py client --config=... (the arguments of `tavit-flower client`)
+  python tests/flower_bad_client.py client --config=... (the flags of `tavit-flower client`)
 """
-
-import sys
 
 import numpy as np
 
@@ -19,4 +17,4 @@ class Float64Worker(ClientWorker):
 
 
 if __name__ == "__main__":
-  cli.client(cli.parser().parse_args(sys.argv[1:]), worker_class=Float64Worker)
+  cli.main(worker_class=Float64Worker)

@@ -2,19 +2,18 @@
 
 import os
 
+import importlib
+
 import jax
 import pytest
-from ml_collections import config_flags
 
-from tavit_jax import models, schedule
+from tavit_jax import config_files, models, schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load(spec: str):
-  path, _, arg = spec.partition(":")
-  module = config_flags.config_flags._LoadConfigModule("config", os.path.join(ROOT, "configs", path))  # pylint: disable=protected-access
-  return module.get_config(arg) if arg else module.get_config()
+  return config_files.load(os.path.join(ROOT, "configs", spec))
 
 
 @pytest.mark.parametrize("spec", ["default.py", "tiny.py", "paper.py", "baselines.py:base,deraining",
@@ -38,3 +37,10 @@ def test_baselines_are_the_papers():
   paper = load("paper.py")
   assert (paper.model.dim, paper.model.body_layers, paper.model.residual,
           paper.model.full_res_skip) == (128, 8, False, False)
+
+
+@pytest.mark.parametrize("name", ["default", "tiny", "paper", "flower_tiny", "distributed_tiny"])
+def test_config_imported_from_the_package_equals_the_file(name):
+  module = importlib.import_module(f"tavit_jax.configs.{name}")
+  assert module.__file__ == os.path.join(ROOT, "configs", f"{name}.py")  # The checkout's file.
+  assert module.get_config().to_dict() == load(f"{name}.py").to_dict()

@@ -1,11 +1,12 @@
 """The offline default dataset and the `tavit-data` command, bad input included."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tavit_jax.cli import data as cli
 from tavit_jax.data import datasets, dead_leaves
 from tavit_jax.data.builders import tavit_default
 from tavit_jax.errors import MissingDataError, TavitError
@@ -44,24 +45,35 @@ def test_unknown_dataset_and_split_are_named(data_dir):
     datasets.open_split(datasets.Split("tavit_default/tiny", "validation"), data_dir)
 
 
-def test_cli_stats_prints_split_table(data_dir, capsys):
-  cli.main(["stats", "--dataset=tavit_default/tiny", f"--data_dir={data_dir}"])
-  out = capsys.readouterr().out
-  assert "| test | 3 | 0.64 |" in out and "| train | 7 |" in out
+def tavit_data(*args: str, cwd=None) -> subprocess.CompletedProcess:
+  """`tavit-data ARGS` as a user runs it (absl flags are process-wide: one process each)."""
+  return subprocess.run([sys.executable, "-m", "tavit_jax.cli.data", *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300)
 
 
-def test_cli_stats_builds_and_lists_splits_on_the_first_call(tmp_path, monkeypatch, capsys):
-  monkeypatch.chdir(tmp_path)
-  cli.main(["stats", "--dataset=tavit_default/tiny", "--data_dir=data"])  # Relative, not built yet.
-  out = capsys.readouterr().out
-  assert "| test | 3 | 0.64 |" in out and "| train | 7 |" in out
+def test_cli_stats_prints_split_table(data_dir):
+  result = tavit_data("stats", "--dataset=tavit_default/tiny", f"--data_dir={data_dir}")
+  assert result.returncode == 0, result.stderr
+  assert "| test | 3 | 0.64 |" in result.stdout and "| train | 7 |" in result.stdout
+
+
+def test_cli_stats_builds_and_lists_splits_on_the_first_call(tmp_path):
+  result = tavit_data("stats", "--dataset=tavit_default/tiny", "--data_dir=data", cwd=tmp_path)  # Relative, not built yet.
+  assert result.returncode == 0, result.stderr
+  assert "| test | 3 | 0.64 |" in result.stdout and "| train | 7 |" in result.stdout
   assert os.path.isdir(tmp_path / "data" / "tavit_default" / "tiny")
 
 
-def test_cli_user_error_is_one_line_without_traceback(tmp_path, capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    cli.main(["build", "--dataset=gopro", f"--data_dir={tmp_path}", f"--manual_dir={tmp_path / 'nowhere'}"])
-  assert exit_info.value.code == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith("error: gopro:") and "GOPRO_Large" in err and "\n" not in err
-  assert "Traceback" not in err
+@pytest.mark.parametrize("args, message", [
+    (("build", "--dataset=gopro", "--data_dir={tmp}", "--manual_dir={tmp}/nowhere"), "error: gopro:"),
+    (("stats", "--dataset=gopro", "--manual_dir=x"), "error: tavit-data stats takes no --manual_dir"),
+    (("build",), "error: tavit-data build needs --dataset"),
+    (("biuld", "--dataset=gopro"), "error: give one command: build | instructions | stats"),
+])
+def test_cli_user_error_is_one_line_without_traceback(tmp_path, args, message):
+  result = tavit_data(*(a.format(tmp=tmp_path) for a in args))
+  assert result.returncode == 2
+  err = result.stderr.strip()
+  assert err.startswith(message) and "\n" not in err, err
+  if args[0] == "build" and len(args) > 1:
+    assert "GOPRO_Large" in err

@@ -11,14 +11,15 @@ import sys
 from tavit_jax.errors import TavitError
 
 
-def exit_on_user_error(main):
-  """Wraps a CLI `main` so that a `TavitError` prints one line and exits 2."""
+def exit_on_user_error(main, user_errors: tuple = ()):
+  """Wraps a CLI `main` so that a `TavitError` (or one of `user_errors`) prints one line and
+  exits 2."""
 
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except TavitError as e:
+    except (TavitError, *user_errors) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
@@ -55,7 +56,8 @@ def run_app(main) -> None:
       print(f"error: {_flag_error_message(e)}", file=sys.stderr)
       sys.exit(2)
 
-  app.run(exit_on_user_error(main), flags_parser=parse)
+  # Flag checks a command makes itself (which flags go together) raise flags.Error.
+  app.run(exit_on_user_error(main, (flags.Error,)), flags_parser=parse)
 
 
 def no_arguments(argv) -> None:
@@ -64,6 +66,28 @@ def no_arguments(argv) -> None:
 
   if len(argv) > 1:
     raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+def subcommand(program: str, argv, commands: dict) -> str:
+  """The command word of `prog <command> --flags` once its flags are checked: `commands`
+  maps each word to (flags it needs, flags it may take); any other flag of the program is
+  refused."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  if len(argv) != 2 or argv[1] not in commands:
+    raise flags.Error(f"give one command: {' | '.join(commands)} "
+                      f"(got {' '.join(argv[1:]) or 'none'})")
+  command = argv[1]
+  required, optional = commands[command]
+  missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
+  if missing:
+    raise flags.Error(f"{program} {command} needs {', '.join(missing)}")
+  others = {name for needed, allowed in commands.values() for name in needed + allowed}
+  alien = sorted(f"--{name}" for name in others - set(required + optional)
+                 if flags.FLAGS[name].present)
+  if alien:
+    raise flags.Error(f"{program} {command} takes no {', '.join(alien)}")
+  return command
 
 
 def define_model_flags() -> None:

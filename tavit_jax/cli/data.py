@@ -4,16 +4,28 @@
   tavit-data build --dataset=gopro --manual_dir=/data/GoPro [--skip_bad_images]
   tavit-data instructions --dataset=rain13k
   tavit-data stats --dataset=tavit_default
+
+`--data_dir` (every command) defaults to $TAVIT_DATA_DIR, else ~/tensorflow_datasets.
 """
 
-import argparse
-import sys
-from typing import Optional, Sequence
-
+from absl import flags
 import numpy as np
 
-from tavit_jax.cli.common import exit_on_user_error
+from tavit_jax.cli.common import run_app, subcommand
 from tavit_jax.data import builders, datasets
+
+_DATASET = flags.DEFINE_string("dataset", None, "one of " + ", ".join(
+    sorted(builders.BUILDERS) + sorted(datasets.CATALOGUE)))
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "default: $TAVIT_DATA_DIR or ~/tensorflow_datasets")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "build: the extracted manual download")
+_SKIP_BAD_IMAGES = flags.DEFINE_bool("skip_bad_images", False, "build: skip and count "
+                                     "unreadable images instead of stopping")
+
+COMMANDS = {  # (flags it needs, flags it may take)
+    "build": (("dataset",), ("data_dir", "manual_dir", "skip_bad_images")),
+    "instructions": (("dataset",), ("data_dir",)),
+    "stats": (("dataset",), ("data_dir",)),
+}
 
 
 def _stats_rows(builder) -> list[str]:
@@ -28,38 +40,30 @@ def _stats_rows(builder) -> list[str]:
   return rows
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="tavit-data", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="command", required=True)
-  for name, help_text in (("build", "build (prepare) a dataset"),
-                          ("instructions", "print a dataset's manual-download instructions"),
-                          ("stats", "print a built dataset's split sizes")):
-    command = commands.add_parser(name, help=help_text)
-    command.add_argument("--dataset", required=True, help=f"one of {', '.join(sorted(builders.BUILDERS) + sorted(datasets.CATALOGUE))}")
-    command.add_argument("--data_dir", default=None, help="default: $TAVIT_DATA_DIR or ~/tensorflow_datasets")
-  commands.choices["build"].add_argument("--manual_dir", default=None, help="the extracted manual download")
-  commands.choices["build"].add_argument("--skip_bad_images", action="store_true",
-                                         help="skip and count unreadable images instead of stopping")
-  return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> None:
-  args = _parse(sys.argv[1:] if argv is None else argv)
-  if args.command == "instructions":
-    builder = datasets.get_builder(args.dataset, args.data_dir)
-    print(builder.MANUAL_DOWNLOAD_INSTRUCTIONS or f"{args.dataset} needs no manual download.")
+def _main(argv) -> None:
+  command = subcommand("tavit-data", argv, COMMANDS)
+  dataset, data_dir = _DATASET.value, _DATA_DIR.value
+  if command == "instructions":
+    builder = datasets.get_builder(dataset, data_dir)
+    print(builder.MANUAL_DOWNLOAD_INSTRUCTIONS or f"{dataset} needs no manual download.")
     return
-  if args.command == "build":
-    builder = datasets.prepare(args.dataset, args.data_dir, args.manual_dir, args.skip_bad_images)
+  if command == "build":
+    builder = datasets.prepare(dataset, data_dir, _MANUAL_DIR.value, _SKIP_BAD_IMAGES.value)
     skipped = getattr(builder, "skipped", [])
     if skipped:
       print(f"skipped {len(skipped)} unreadable images, first: {skipped[0]}")
   else:
-    if not datasets.get_builder(args.dataset, args.data_dir).is_prepared():
-      datasets.open_split(datasets.Split(args.dataset, "train"), args.data_dir)  # Builds or explains.
+    if not datasets.get_builder(dataset, data_dir).is_prepared():
+      datasets.open_split(datasets.Split(dataset, "train"), data_dir)  # Builds or explains.
     # A builder made before the build knows no splits: read a fresh one.
-    builder = datasets.get_builder(args.dataset, args.data_dir)
-  print(f"{args.dataset} in {builder.data_dir}")
+    builder = datasets.get_builder(dataset, data_dir)
+  print(f"{dataset} in {builder.data_dir}")
   print("\n".join(_stats_rows(builder)))
+
+
+def main() -> None:
+  run_app(_main)
+
+
+if __name__ == "__main__":
+  main()

@@ -50,9 +50,11 @@ def _main(argv):
   out = files.resolve(values.out)
   per_image = []
   for name, eval_set in scoring.eval_sets(split, task, values.data_dir).items():
-    per_image += scoring.score_images(
-        restorer, task, name, eval_set, seed=seed, stride=values.stride,
-        batch_size=values.batch_size, max_images=values.max_images, data_dir=values.data_dir)
+    images, count = scoring.split_images(eval_set, task, name, seed=seed,
+                                         max_images=values.max_images, data_dir=values.data_dir)
+    restore = lambda image: restorer.restore_image(image, stride=values.stride,
+                                                   batch_size=values.batch_size)
+    per_image += [row for row, _ in scoring.score_images(restore, task, name, images, count)]
   if not per_image:
     raise TavitError(f"{split} holds no images")
   step = "" if restorer.step is None else restorer.step

@@ -6,75 +6,100 @@ One machine, everything on loopback (SuperLink, one SuperNode per client, the ru
 
 Across machines (see the README for TLS certificates and SuperNode keys):
 
-  server$  tavit-flower superlink --port=9093 --tls-dir=certs --node-auth
-  client$  tavit-flower client --config=configs/flower_tiny.py --client-index=0
-             --workdir=client0 --superlink=server:9093 --ca-cert=ca.crt --auth-key=keys/client0
+  server$  tavit-flower superlink --port=9093 --tls_dir=certs --node_auth
+  client$  tavit-flower client --config=configs/flower_tiny.py --client_index=0
+             --workdir=client0 --superlink=server:9093 --ca_cert=ca.crt --auth_key=keys/client0
   you$     tavit-flower run --config=configs/flower_tiny.py --workdir=server_state
-             --superlink=server:9093 --ca-cert=ca.crt
+             --superlink=server:9093 --ca_cert=ca.crt
 
-`--set train.cycles=1` overrides a config field (repeatable); server and clients must
-agree on the shared fields (the server refuses a client whose config differs).
+`--config.train.cycles=1` overrides a config field, as in `tavit-train`; server and clients
+must agree on the shared fields (the server refuses a client whose config differs).
 """
 
-import argparse
-import json
+import functools
 import os
 import subprocess
-import sys
 import time
 
+from absl import flags
+from ml_collections import config_flags
+
 from tavit_jax import files
-from tavit_jax.cli.common import exit_on_user_error
-from tavit_jax.errors import TavitError
+from tavit_jax.cli.common import run_app, subcommand
 from tavit_jax.flower import launch, settings
 
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "this side's folder: checkpoints and logs")
+flags.DEFINE_string("host", "0.0.0.0", "superlink: address to listen on (all by default)")
+flags.DEFINE_integer("port", 9093, "superlink: port of the SuperLink's Fleet API")
+flags.DEFINE_string("tls_dir", None, "superlink: folder with ca.crt, server.pem, server.key "
+                    "(else insecure)")
+flags.DEFINE_bool("node_auth", False, "superlink: only registered SuperNodes may join")
+flags.DEFINE_string("database", None, "superlink: state file (default: in memory; registered "
+                    "SuperNodes are then forgotten on restart)")
+flags.DEFINE_integer("client_index", None, "client: which entry of config.clients")
+flags.DEFINE_string("superlink", None, "client, run: host:port of the SuperLink")
+flags.DEFINE_string("ca_cert", None, "client, run: CA certificate of the SuperLink's TLS "
+                    "(else insecure)")
+flags.DEFINE_string("auth_key", "", "client: this SuperNode's private key (node auth)")
+flags.DEFINE_integer("runtime_port", 0, "client: the SuperNode's local API port")
+FLAGS = flags.FLAGS
 
-def _overrides(pairs: list[str]) -> dict:
-  overrides = {}
-  for pair in pairs or []:
-    key, sep, value = pair.partition("=")
-    if not sep:
-      raise TavitError(f"--set wants key=value, not {pair!r}")
-    try:
-      overrides[key] = json.loads(value)
-    except json.JSONDecodeError:
-      overrides[key] = value
-  return overrides
+# Per command: (required flags, optional flags).
+COMMANDS = {
+    "superlink": ((), ("host", "port", "tls_dir", "node_auth", "database")),
+    "client": (("config", "workdir", "client_index", "superlink"),
+               ("ca_cert", "auth_key", "runtime_port")),
+    "run": (("config", "workdir", "superlink"), ("ca_cert",)),
+    "local": (("config", "workdir"), ()),
+}
 
 
-def _tls(args, server: bool = False):
+def _path(name: str):
+  return files.resolve(FLAGS[name].value) if FLAGS[name].value else None
+
+
+def _tls(server: bool = False):
   if server:
-    if not args.tls_dir:
+    if not FLAGS.tls_dir:
       return None
-    path = lambda name: os.path.join(args.tls_dir, name)
+    path = lambda name: os.path.join(_path("tls_dir"), name)
     return launch.Tls(path("ca.crt"), path("server.pem"), path("server.key"))
-  return launch.Tls(args.ca_cert) if args.ca_cert else None
+  return launch.Tls(_path("ca_cert")) if FLAGS.ca_cert else None
 
 
-def superlink(args) -> int:
-  command = launch.superlink_command(args.port, _tls(args, server=True), args.node_auth, args.host)
-  if args.database:
-    command += ["--database", args.database]
+def _config():
+  """(config, its file as 'path[:arg]', the --config.* overrides as a flat dict)."""
+  spec = config_flags.get_config_filename(FLAGS["config"])
+  return (settings.check(_CONFIG.value), spec,
+          dict(config_flags.get_override_values(FLAGS["config"])))
+
+
+def superlink() -> int:
+  command = launch.superlink_command(FLAGS.port, _tls(server=True), FLAGS.node_auth, FLAGS.host)
+  if FLAGS.database:
+    command += ["--database", _path("database")]
   return subprocess.call(command, env=launch.environment())
 
 
-def client(args, **kwargs) -> None:
-  from tavit_jax.flower.worker import run_client  # pylint: disable=g-import-not-at-top
-  config = settings.load_config(args.config, _overrides(args.set))
-  run_client(config, args.client_index, args.workdir, args.superlink, tls=_tls(args),
-             auth_key=args.auth_key, runtime_port=args.runtime_port, **kwargs)
+def client(worker_class=None) -> None:
+  from tavit_jax.flower.worker import ClientWorker, run_client  # pylint: disable=g-import-not-at-top
+  config, _, _ = _config()
+  run_client(config, FLAGS.client_index, _path("workdir"), FLAGS.superlink, tls=_tls(),
+             auth_key=_path("auth_key") or "", runtime_port=FLAGS.runtime_port,
+             worker_class=worker_class or ClientWorker)
 
 
-def run(args, superlink_address: str = "") -> int:
+def run() -> int:
   """Submits the run to the SuperLink and streams its log until it ends."""
-  overrides = _overrides(args.set)
-  settings.load_config(args.config, overrides)  # Fail here, not in the ServerApp.
-  flower = os.path.join(args.workdir, "flower")
+  _, spec, overrides = _config()
+  workdir = _path("workdir")
+  flower = os.path.join(workdir, "flower")
   app_dir = launch.write_app(os.path.join(flower, "app"))
-  flwr_home = launch.write_flower_home(os.path.join(flower, "home"),
-                                       superlink_address or args.superlink, _tls(args))
-  run_config = launch.write_run_config(os.path.join(flower, "run_config.toml"), args.config,
-                                       overrides, args.workdir)
+  flwr_home = launch.write_flower_home(os.path.join(flower, "home"), FLAGS.superlink, _tls())
+  run_config = launch.write_run_config(os.path.join(flower, "run_config.toml"), spec,
+                                       overrides, workdir)
   return subprocess.call(launch.run_command(app_dir, run_config),
                          env=launch.environment({"FLWR_HOME": flwr_home}))
 
@@ -87,13 +112,12 @@ def _prepare_data(config) -> None:
     datasets.open_split(tasks.task_data(task, config.data.suite).train, config.data.data_dir)
 
 
-def local(args) -> int:
+def local() -> int:
   """SuperLink + one client process per client + the run, all on this machine."""
   from tavit_jax.flower.records import summarize  # pylint: disable=g-import-not-at-top
-  overrides = _overrides(args.set)
-  config = settings.load_config(args.config, overrides)
+  config, spec, overrides = _config()
   _prepare_data(config)
-  with launch.LocalDeployment(args.config, overrides, args.workdir, len(config.clients)) as deployment:
+  with launch.LocalDeployment(spec, overrides, _path("workdir"), len(config.clients)) as deployment:
     deployment.start()
     started = time.time()
     print(f"SuperLink on {deployment.address}; logs in {os.path.dirname(deployment.log('run'))}")
@@ -103,51 +127,16 @@ def local(args) -> int:
   return code
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="tavit-flower", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = p.add_subparsers(dest="command", required=True)
-
-  def with_config(q):
-    q.add_argument("--config", required=True, help="experiment config (configs/*.py[:arg])")
-    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    q.add_argument("--workdir", required=True, type=files.resolve)
-
-  q = sub.add_parser("superlink", help="start a SuperLink")
-  q.add_argument("--host", default="0.0.0.0", help="address to listen on (all by default)")
-  q.add_argument("--port", type=int, default=9093)
-  q.add_argument("--tls-dir", type=files.resolve, help="folder with ca.crt, server.pem, server.key (else insecure)")
-  q.add_argument("--node-auth", action="store_true", help="only registered SuperNodes may join")
-  q.add_argument("--database", type=files.resolve, help="SuperLink state file (default: in memory; registered "
-                 "SuperNodes are then forgotten on restart)")
-  q.set_defaults(main=superlink)
-  q = sub.add_parser("client", help="start one client (worker + SuperNode)")
-  with_config(q)
-  q.add_argument("--client-index", type=int, required=True, help="which entry of config.clients")
-  q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", type=files.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
-  q.add_argument("--auth-key", default="", type=files.resolve, help="this SuperNode's private key (node auth)")
-  q.add_argument("--runtime-port", type=int, default=0, help="SuperNode's local API port")
-  q.set_defaults(main=client)
-  q = sub.add_parser("run", help="start the training run on a SuperLink")
-  with_config(q)
-  q.add_argument("--superlink", required=True, help="host:port of the SuperLink")
-  q.add_argument("--ca-cert", type=files.resolve, help="CA certificate of the SuperLink's TLS (else insecure)")
-  q.set_defaults(main=run)
-  q = sub.add_parser("local", help="SuperLink, clients and run on this machine (loopback)")
-  with_config(q)
-  q.set_defaults(main=local, ca_cert=None)
-  return p
+def _main(argv, worker_class=None) -> int:
+  command = subcommand("tavit-flower", argv, COMMANDS)
+  if command == "client":
+    return client(worker_class) or 0
+  return {"superlink": superlink, "run": run, "local": local}[command]() or 0
 
 
-@exit_on_user_error
-def _main(argv=None) -> int:
-  args = parser().parse_args(argv)
-  return args.main(args) or 0
-
-
-def main() -> None:
-  sys.exit(_main())
+def main(worker_class=None) -> None:
+  """The console script; tests pass another `worker_class` for a misbehaving client."""
+  run_app(functools.partial(_main, worker_class=worker_class))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ so `tavit_default:test` reproduces the inputs that training evaluated on.
 """
 
 import dataclasses
-from typing import Iterator, Optional
+import itertools
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -46,22 +47,29 @@ def _scores(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, floa
   return {k: float(v) for k, v in metrics.for_task(task, to_unit(output), to_unit(target)).items()}
 
 
-def score_images(restorer, task: str, name: str, eval_set: tasks.EvalSet, *, seed: int,
-                 stride: int, batch_size: int, max_images: int = 0,
-                 data_dir: Optional[str] = None) -> Iterator[dict]:
-  """Per image of one eval set: {'eval_set', 'image', 'input/<metric>', 'output/<metric>'}."""
-  count = len(datasets.open_split(eval_set.split, data_dir))
-  count = min(count, max_images) if max_images else count
-  images = pipeline.eval_set_images(eval_set, task, name, seed=seed, data_dir=data_dir)
-  for _, image in tqdm(zip(range(count), images), total=count, desc=f"{task} {name}", unit="image"):
+def score_images(restore_image: Callable[[np.ndarray], np.ndarray], task: str, name: str,
+                 images: Iterable[dict], count: int) -> Iterator[tuple[dict, np.ndarray]]:
+  """Per image of one eval set ({'name', 'input', 'target'}): its row {'eval_set', 'image',
+  'input/<metric>', 'output/<metric>'} and the restored image. Training's evaluation and
+  `tavit-eval` both score through this."""
+  for image in tqdm(itertools.islice(images, count), total=count, desc=f"eval {task} {name}",
+                    unit="image", leave=False):
     if image["input"].shape != image["target"].shape:
-      raise TavitError(f"{eval_set.split} image {image['name']}: input {image['input'].shape} "
+      raise TavitError(f"image {image['name']} of {task} {name}: input {image['input'].shape} "
                        f"and target {image['target'].shape} differ in size")
-    output = restorer.restore_image(image["input"], stride=stride, batch_size=batch_size)
+    output = restore_image(image["input"])
     row = {"eval_set": name, "image": image["name"]}
     row.update({f"input/{k}": v for k, v in _scores(task, image["input"], image["target"]).items()})
     row.update({f"output/{k}": v for k, v in _scores(task, output, image["target"]).items()})
-    yield row
+    yield row, output
+
+
+def split_images(eval_set: tasks.EvalSet, task: str, name: str, *, seed: int,
+                 max_images: int = 0, data_dir: Optional[str] = None) -> tuple[Iterator[dict], int]:
+  """The (degraded) images of one eval set and how many of them to score."""
+  count = len(datasets.open_split(eval_set.split, data_dir))
+  count = min(count, max_images) if max_images else count
+  return pipeline.eval_set_images(eval_set, task, name, seed=seed, data_dir=data_dir), count
 
 
 def summarise(task: str, per_image: list[dict], **extra) -> list[dict]:

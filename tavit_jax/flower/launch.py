@@ -183,6 +183,13 @@ def wait_for_port(port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> 
   raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
+def override_text(value) -> str:
+  """A config value as a `--config.a.b=` flag spells it."""
+  if isinstance(value, (list, tuple)):
+    return repr(tuple(value))
+  return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 # A whole deployment on this machine: every part is a real, separate process that can be
 # killed and restarted (the tests do).
 class LocalDeployment:
@@ -227,10 +234,10 @@ class LocalDeployment:
 
   def client_command(self, k: int, program: tuple = ("-m", "tavit_jax.cli.flower")) -> list[str]:
     """`tavit-flower client` for client k; `program` may name another script with its CLI."""
-    sets = [arg for key, value in self.overrides.items()
-            for arg in ("--set", f"{key}={json.dumps(value)}")]
-    return [sys.executable, *program, "client", "--config", self.config, "--client-index",
-            str(k), "--workdir", self.client_dir(k), "--superlink", self.address] + sets
+    return [sys.executable, *program, "client", f"--config={self.config}",
+            f"--client_index={k}", f"--workdir={self.client_dir(k)}",
+            f"--superlink={self.address}",
+            *(f"--config.{key}={override_text(value)}" for key, value in self.overrides.items())]
 
   def start_client(self, k: int, command: Optional[list[str]] = None) -> None:
     self.clients[k] = start(command or self.client_command(k), self.log(f"client{k}"),

@@ -6,13 +6,11 @@ Imports no JAX (the ClientApp process loads this package).
 """
 
 import hashlib
-import importlib.util
 import json
-import os
 
 import ml_collections
 
-from tavit_jax import config_files, files
+from tavit_jax import config_files
 from tavit_jax.errors import TavitError
 
 # Fields that must agree between the server and every client.
@@ -33,16 +31,24 @@ def flower_defaults() -> ml_collections.ConfigDict:
   ))
 
 
+def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` if a deployment can run it; a config without a `flower` section gets the defaults."""
+  if "flower" not in config:
+    with config.unlocked():
+      config.flower = flower_defaults()
+  if config.flower.on_client_failure not in FAILURE_POLICIES:
+    raise TavitError(f"flower.on_client_failure must be one of {FAILURE_POLICIES}, "
+                     f"not {config.flower.on_client_failure!r}")
+  if config.train.wire_dtype != "float32":
+    raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
+                     f"{config.train.wire_dtype!r} is simulated by tavit-train only")
+  return config
+
+
 def load_config(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """A locked config from 'path/to/config.py[:arg]' plus flat overrides {'train.cycles': 1}."""
-  path, _, arg = spec.partition(":")
-  path = files.resolve(path)
-  if not os.path.isfile(path):
-    raise TavitError(f"config file {path} not found")
-  module_spec = importlib.util.spec_from_file_location("tavit_flower_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  """A locked, checked config from 'path/to/config.py[:arg]' plus flat overrides
+  {'train.cycles': 1}: what the command line gave to the process that started this one."""
+  config = config_files.load(spec)
   config.unlock()
   if "flower" not in config:
     config.flower = flower_defaults()
@@ -51,13 +57,7 @@ def load_config(spec: str, overrides: dict | None = None) -> ml_collections.Conf
   except KeyError as e:
     raise TavitError(f"config override names no config field: {e}") from e
   config.lock()
-  if config.flower.on_client_failure not in FAILURE_POLICIES:
-    raise TavitError(f"flower.on_client_failure must be one of {FAILURE_POLICIES}, "
-                     f"not {config.flower.on_client_failure!r}")
-  if config.train.wire_dtype != "float32":
-    raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
-                     f"{config.train.wire_dtype!r} is simulated by tavit-train only")
-  return config
+  return check(config)
 
 
 def parse_overrides(text: str) -> dict:
