@@ -1,4 +1,4 @@
-"""The paper's baselines for one task, at the size of configs/default.py or configs/paper.py.
+"""The paper's baselines for one task, at the size of configs/default.py, paper.py or tiny.py.
 
   tavit-train --config=configs/baselines.py:base,denoising --workdir=workdir_base_denoising
   tavit-train --config=configs/baselines.py:single,denoising --workdir=workdir_single_denoising
@@ -7,20 +7,23 @@
 - base: head + body + tail trained end to end on one task (one client, no alternation);
   the same number of steps and evaluation points as the alternating runs.
 - single: TAViT with only that task's clients (two, as in the main job).
-Multi is configs/default.py (CPU size) or configs/paper.py.
+Multi is configs/default.py (CPU size) or configs/paper.py; experiments/compare.py runs all
+three side by side.
 """
 
 import ml_collections
 
-from tavit_jax.configs import default, paper
+from tavit_jax.configs import default, paper, tiny
+
+SIZES = {"default": default, "paper": paper, "tiny": tiny}
 
 
 def get_config(arg: str = "single,denoising") -> ml_collections.ConfigDict:
   kind, task, *size = arg.split(",")
   size = size[0] if size else "default"
-  if kind not in ("base", "single") or size not in ("default", "paper"):
-    raise ValueError(f"expected base|single,<task>[,default|paper], got {arg!r}")
-  config = {"default": default, "paper": paper}[size].get_config()
+  if kind not in ("base", "single") or size not in SIZES:
+    raise ValueError(f"expected base|single,<task>[,{'|'.join(SIZES)}], got {arg!r}")
+  config = SIZES[size].get_config()
   if task not in default.TASKS:
     raise ValueError(f"unknown task {task!r}; one of {default.TASKS}")
   config.clients = (task,) if kind == "base" else (task, task)

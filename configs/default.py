@@ -52,7 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
       cycles=2,  # Each: a client phase, then a server phase; evaluation after each phase.
       client_phase_steps=(100,),  # One value for all clients, or one per client.
       server_phase_steps=15,
-      unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends only).
+      unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends
+                     # only; -1: never, an ablation, not the paper).
       client_lr=1e-3,
       server_lr=5e-4,
       lr_decay="cosine",  # constant (official) | cosine: to 0 over each side's updates,

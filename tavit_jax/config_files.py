@@ -1,6 +1,8 @@
-"""Config files: load one by path as `--config` does, read a dotted field."""
+"""Config files: load one by path as `--config` does, spell an override as its flag, read a
+dotted field."""
 
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -20,6 +22,16 @@ def load(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def override_flag(key: str, value) -> str:
+  """`--config.<key>=<value>` as `tavit-train` parses it back to `value`, for a process
+  that starts another one with the same overrides."""
+  if isinstance(value, (list, tuple)):
+    text = repr(tuple(value))
+  else:
+    text = json.dumps(value) if isinstance(value, bool) else str(value)
+  return f"--config.{key}={text}"
 
 
 def lookup(config: ml_collections.ConfigDict, dotted: str):

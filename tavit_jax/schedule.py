@@ -64,6 +64,8 @@ def active_clients(phase: Phase, step: int, per_client_steps: np.ndarray) -> np.
 
 def unifies_after(phase: Phase, step: int, unify_every: int) -> bool:
   """Whether same-task heads/tails are averaged (FedAvg) once global step `step` is done:
-  at the end of every client phase and, with `unify_every`, every that many of its steps."""
-  return phase.kind == "client" and (
-      step == phase.end or bool(unify_every and (step - phase.start) % unify_every == 0))
+  at the end of every client phase and, with `unify_every` > 0, every that many of its
+  steps; never with `unify_every` < 0 (the no-FedAvg ablation)."""
+  if phase.kind != "client" or unify_every < 0:
+    return False
+  return step == phase.end or (unify_every > 0 and (step - phase.start) % unify_every == 0)

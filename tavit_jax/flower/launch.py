@@ -24,6 +24,8 @@ from typing import Optional
 
 import tomli_w
 
+from tavit_jax import config_files
+
 # Flower's SuperExec checks for new work once a second by default; a round trip of the
 # protocol needs it several times.
 FLOWER_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
@@ -183,13 +185,6 @@ def wait_for_port(port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> 
   raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
-def override_text(value) -> str:
-  """A config value as a `--config.a.b=` flag spells it."""
-  if isinstance(value, (list, tuple)):
-    return repr(tuple(value))
-  return json.dumps(value) if isinstance(value, bool) else str(value)
-
-
 # A whole deployment on this machine: every part is a real, separate process that can be
 # killed and restarted (the tests do).
 class LocalDeployment:
@@ -237,7 +232,7 @@ class LocalDeployment:
     return [sys.executable, *program, "client", f"--config={self.config}",
             f"--client_index={k}", f"--workdir={self.client_dir(k)}",
             f"--superlink={self.address}",
-            *(f"--config.{key}={override_text(value)}" for key, value in self.overrides.items())]
+            *(config_files.override_flag(key, value) for key, value in self.overrides.items())]
 
   def start_client(self, k: int, command: Optional[list[str]] = None) -> None:
     self.clients[k] = start(command or self.client_command(k), self.log(f"client{k}"),

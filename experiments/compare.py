@@ -1,0 +1,221 @@
+"""Does multi-task training help? Base vs Single vs Multi, and the ablations that say why (SPEC §7).
+
+  python experiments/compare.py --table=baselines --seeds=3
+  python experiments/compare.py --table=ablations --seeds=3
+  python experiments/compare.py --table=baselines --size=paper --data_dir=/data/tfds  # accelerator
+
+baselines: per task, Base (one client, head + body + tail end to end), Single (TAViT with that
+task's two clients) and Multi (TAViT with every task's clients), at equal per-client compute:
+the same steps per client, server steps and evaluation (configs/baselines.py).
+ablations: TAViT (Multi) against the body frozen at its initialisation (no server phase), no
+FedAvg of same-task clients, server phases 4× longer, and the whole run 2× longer.
+
+Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
+runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
+uses every core XLA finds: on 2 cores one at a time is fastest). Writes <table>_<size>.md, .csv
+(each seed's value) and .png (gain over the input, ± std over seeds) into --out, with the
+command, wall time, machine and commit. `--size=paper` adds the published numbers (SPEC §4).
+`--override=train.cycles=1` (repeatable) changes a field of every run, for smoke tests.
+"""
+
+import ast
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import tables
+from tavit_jax import config_files, files, schedule
+from tavit_jax.cli.common import no_arguments, run_app
+from tavit_jax.errors import TavitError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = ("default", "paper", "tiny")
+
+_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations"], "which comparison")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1 of every run")
+_SIZE = flags.DEFINE_enum("size", "default", SIZES, "configs/<size>.py is Multi (tiny: tests)")
+_TASKS = flags.DEFINE_list("tasks", None, "only these tasks' Base/Single runs (default: all)")
+_JOBS = flags.DEFINE_integer("jobs", 1, "runs at once")
+_OUT = flags.DEFINE_string("out", "experiments/results", "folder for runs and tables")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir of every run")
+_OVERRIDE = flags.DEFINE_multi_string("override", [], "key=value for every run's config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  column: str  # The table column it fills.
+  name: str  # Its workdir under <out>/runs.
+  config: str  # 'path/to/config.py[:arg]'.
+  overrides: tuple  # ((dotted key, value), ...), the seed included.
+
+  def load(self):
+    config = config_files.load(self.config)
+    with config.unlocked():
+      config.update_from_flattened_dict(dict(self.overrides))
+    return config
+
+
+def _parse_overrides(pairs) -> tuple:
+  parsed = []
+  for pair in pairs:
+    key, sep, text = pair.partition("=")
+    if not sep:
+      raise TavitError(f"--override wants key=value, not {pair!r}")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    parsed.append((key, value))
+  return tuple(parsed)
+
+
+def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
+  """(columns, (column, baseline) whose PSNR gain is shown, runs)."""
+  multi = os.path.join(ROOT, "configs", f"{size}.py")
+  common = overrides + ((("data.data_dir", data_dir),) if data_dir else ())
+  reference = Run("", "", multi, common).load()
+  all_tasks = list(dict.fromkeys(reference.clients))
+  unknown = set(tasks or ()) - set(all_tasks)
+  if unknown:
+    raise TavitError(f"--tasks {', '.join(sorted(unknown))}: configs/{size}.py has "
+                     f"{', '.join(all_tasks)}")
+  runs = []
+  if table == "baselines":
+    columns, gain = ["Base", "Single", "Multi"], ("Multi", "Single")
+    for seed in range(seeds):
+      s = common + (("seed", seed),)
+      for task in tasks or all_tasks:
+        for kind in ("base", "single"):
+          spec = os.path.join(ROOT, "configs", f"baselines.py:{kind},{task},{size}")
+          runs.append(Run(kind.capitalize(), f"{kind}_{task}_seed{seed}", spec, s))
+      runs.append(Run("Multi", f"multi_seed{seed}", multi, s))
+  else:
+    train = reference.train
+    variants = {
+        "TAViT": (),
+        "body frozen": (("train.server_phase_steps", 0),),
+        "no FedAvg": (("train.unify_every", -1),),
+        "server ×4": (("train.server_phase_steps", 4 * train.server_phase_steps),),
+        "2× longer": (("train.cycles", 2 * train.cycles),),
+    }
+    columns, gain = list(variants), None
+    for seed in range(seeds):
+      for column, changes in variants.items():
+        name = column.replace(" ", "_").replace("×", "x")
+        runs.append(Run(column, f"{name}_seed{seed}", multi,
+                        common + (("seed", seed),) + changes))
+  return columns, gain, runs
+
+
+def _finished(run: Run, workdir: str):
+  """The run's final evaluation rows if it has finished, else None."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  rows = files.read_json(path)
+  config = run.load()
+  phases = schedule.make_schedule(config.train, len(config.clients))
+  if not rows or max(r["phase"] for r in rows) < len(phases) - 1:
+    return None
+  return tables.final_rows(rows)
+
+
+def _wall(workdir: str, add: float = 0.0) -> float:
+  """Seconds of training spent on this run over every attempt."""
+  path = os.path.join(workdir, "compare_wall_seconds.json")
+  seconds = files.read_json(path) if os.path.exists(path) else 0.0
+  if add:
+    seconds += add
+    with open(path, "w") as f:
+      json.dump(seconds, f)
+  return seconds
+
+
+def _execute(run: Run, workdir: str, log_path: str) -> int:
+  command = [sys.executable, "-m", "tavit_jax.cli.train", f"--config={run.config}",
+             f"--workdir={workdir}",
+             *(config_files.override_flag(key, value) for key, value in run.overrides)]
+  os.makedirs(workdir, exist_ok=True)
+  started = time.time()
+  with open(log_path, "a") as log:
+    log.write(" ".join(command) + "\n")
+    log.flush()
+    code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+  _wall(workdir, time.time() - started)
+  return code
+
+
+def _machine() -> str:
+  return f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform(terse=True)}"
+
+
+def _commit() -> str:
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def _main(argv) -> None:
+  no_arguments(argv)
+  started = time.time()
+  out = files.resolve(_OUT.value)
+  columns, gain, runs = plan(_TABLE.value, _SIZE.value, _SEEDS.value, _TASKS.value,
+                             _parse_overrides(_OVERRIDE.value), _DATA_DIR.value)
+  workdir = lambda run: os.path.join(out, "runs", run.name)
+  log_path = lambda run: os.path.join(out, "logs", f"{run.name}.log")
+  os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+  pending = [run for run in runs if _finished(run, workdir(run)) is None]
+  print(f"{len(runs)} runs, {len(runs) - len(pending)} already finished; logs in "
+        f"{os.path.join(out, 'logs')}", flush=True)
+  failed = []
+  with concurrent.futures.ThreadPoolExecutor(max_workers=_JOBS.value) as pool:
+    futures = {pool.submit(_execute, run, workdir(run), log_path(run)): run for run in pending}
+    for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+      run = futures[future]
+      code = future.result()
+      status = "done" if code == 0 else f"FAILED (exit {code}; see {log_path(run)})"
+      print(f"[{done}/{len(pending)}] {run.name}: {status}, {_wall(workdir(run)):.0f} s", flush=True)
+      if code != 0:
+        failed.append(run.name)
+  finished = [(run, _finished(run, workdir(run))) for run in runs]
+  rows = tables.aggregate([(run.column, r) for run, r in finished if r], columns)
+  if not rows:
+    raise TavitError(f"no run finished; see the logs in {os.path.join(out, 'logs')}")
+  name = f"{_TABLE.value}_{_SIZE.value}"
+  command = "python experiments/compare.py " + " ".join(sys.argv[1:])
+  seeds = ", ".join(map(str, range(_SEEDS.value)))
+  train_seconds = sum(_wall(workdir(run)) for run in runs)
+  lines = [f"### {_TABLE.value} ({_SIZE.value} size)", "",
+           f"`{command}`", "",
+           f"Seeds {seeds}; {sum(r is not None for _, r in finished)}/{len(runs)} runs finished; "
+           f"training wall time {train_seconds / 60:.1f} min summed over runs "
+           f"(this invocation {(time.time() - started) / 60:.1f} min); {_machine()}; commit "
+           f"{_commit()}; {datetime.date.today()}. Output PSNR (dB, mean ± std over seeds) / "
+           f"SSIM (mean) on the held-out test images, after the last phase.", "",
+           *tables.markdown(rows, columns, gain, with_published=_SIZE.value == "paper"), "",
+           f"![{name}]({name}.png)"]
+  with open(os.path.join(out, f"{name}.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  tables.write_csv(rows, columns, os.path.join(out, f"{name}.csv"))
+  tables.plot(rows, columns, os.path.join(out, f"{name}.png"),
+              f"{_TABLE.value}, {_SIZE.value} size, {_SEEDS.value} seed(s)")
+  print("\n".join(lines))
+  print(f"\n{name}.md, .csv and .png in {out}")
+  if failed:
+    raise TavitError(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+  run_app(_main)

@@ -1,0 +1,123 @@
+"""The comparison tables of experiments/compare.py: means ± std over seeds, Markdown, CSV, plot.
+
+Input: per finished run, its final evaluation rows (`results.json` of a tavit-train
+workdir, last phase). Output rows: one per (task, eval set) with each column's mean and
+standard deviation over seeds.
+"""
+
+import collections
+import csv
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+# SPEC §4: the official model's published PSNR / SSIM (paper datasets, paper protocol).
+PUBLISHED = {
+    ("deblocking", "q10"): {"input": (25.67, 0.719), "Base": (27.67, 0.785), "Single": (27.59, 0.785), "Multi": (27.69, 0.786)},
+    ("deblocking", "q50"): {"input": (31.51, 0.902), "Base": (33.01, 0.923), "Single": (32.93, 0.924), "Multi": (33.20, 0.924)},
+    ("denoising", "cbsd68_sigma30"): {"input": (19.03, 0.336), "Base": (30.43, 0.864), "Single": (30.65, 0.870), "Multi": (30.69, 0.871)},
+    ("deraining", "rain100h"): {"input": (12.13, 0.349), "Base": (28.88, 0.863), "Single": (28.95, 0.864), "Multi": (29.35, 0.875)},
+    ("deraining", "rain100l"): {"input": (25.52, 0.825), "Base": (32.93, 0.937), "Single": (32.50, 0.935), "Multi": (34.30, 0.949)},
+    ("deblurring", "gopro"): {"input": (25.64, 0.790), "Base": (28.62, 0.864), "Single": (29.28, 0.877), "Multi": (30.06, 0.894)},
+}
+
+
+def final_rows(results: list[dict]) -> list[dict]:
+  """The rows of the last evaluated phase of one run."""
+  last = max(row["phase"] for row in results)
+  return [row for row in results if row["phase"] == last]
+
+
+def aggregate(runs: Sequence[tuple[str, list[dict]]], columns: Sequence[str]) -> list[dict]:
+  """runs: (column, final rows of one seed). One row per (task, eval set) in first-seen order:
+  {'task', 'eval_set', 'input/psnr': [values over seeds and runs], '<column>/psnr': [...], ...}."""
+  table = collections.OrderedDict()
+  for column, rows in runs:
+    for row in rows:
+      entry = table.setdefault((row["task"], row["eval_set"]), collections.defaultdict(list))
+      for metric in ("psnr", "ssim"):
+        entry[f"{column}/{metric}"].append(row[f"output/{metric}"])
+        entry[f"input/{metric}"].append(row[f"input/{metric}"])
+  ordered = []
+  for (task, eval_set), values in table.items():
+    ordered.append({"task": task, "eval_set": eval_set,
+                    **{key: values.get(key, []) for key in
+                       [f"{c}/{m}" for c in ("input", *columns) for m in ("psnr", "ssim")]}})
+  return ordered
+
+
+def _cell(values: list[float], ssim: list[float]) -> str:
+  if not values:
+    return "—"
+  spread = f" ± {np.std(values):.2f}" if len(values) > 1 else ""
+  return f"{np.mean(values):.2f}{spread} / {np.mean(ssim):.3f}"
+
+
+def _published(task: str, eval_set: str, columns: Sequence[str]) -> Optional[str]:
+  published = PUBLISHED.get((task, eval_set))
+  if published is None:
+    return None
+  return " · ".join(f"{c} {published[c][0]:.2f}" for c in ("input", *columns) if c in published)
+
+
+def markdown(rows: list[dict], columns: Sequence[str], gain: Optional[tuple[str, str]],
+             with_published: bool = False) -> list[str]:
+  """A Markdown table: input, each column (PSNR mean ± std over seeds / SSIM mean), and the
+  gain of gain[0] over gain[1] in PSNR."""
+  header = ["task / set", "input", *columns]
+  if gain:
+    header.append(f"{gain[0]} − {gain[1]} (dB)")
+  if with_published:
+    header.append("published (PSNR)")
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    cells = [f"{row['task']} / {row['eval_set']}",
+             *(_cell(row[f"{c}/psnr"], row[f"{c}/ssim"]) for c in ("input", *columns))]
+    if gain:
+      a, b = row[f"{gain[0]}/psnr"], row[f"{gain[1]}/psnr"]
+      cells.append(f"{np.mean(a) - np.mean(b):+.2f}" if a and b else "—")
+    if with_published:
+      cells.append(_published(row["task"], row["eval_set"], columns) or "—")
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def write_csv(rows: list[dict], columns: Sequence[str], path: str) -> None:
+  """One line per (task, eval set, column): mean and std of PSNR and SSIM, and each seed's PSNR."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["task", "eval_set", "column", "psnr_mean", "psnr_std", "ssim_mean",
+                     "ssim_std", "psnr_per_seed"])
+    for row in rows:
+      for column in ("input", *columns):
+        psnr, ssim = row[f"{column}/psnr"], row[f"{column}/ssim"]
+        if psnr:
+          writer.writerow([row["task"], row["eval_set"], column, f"{np.mean(psnr):.4f}",
+                           f"{np.std(psnr):.4f}", f"{np.mean(ssim):.4f}", f"{np.std(ssim):.4f}",
+                           " ".join(f"{v:.4f}" for v in psnr)])
+
+
+def plot(rows: list[dict], columns: Sequence[str], path: str, title: str) -> None:
+  """Grouped bars: each column's PSNR gain over the input per eval set, ± std over seeds."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  figure = Figure(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.5), layout="constrained")
+  axes = figure.add_subplot()
+  width = 0.8 / max(len(columns), 1)
+  for i, column in enumerate(columns):
+    xs, gains, errors = [], [], []
+    for x, row in enumerate(rows):
+      if row[f"{column}/psnr"]:
+        xs.append(x + (i - (len(columns) - 1) / 2) * width)
+        gains.append(np.mean(row[f"{column}/psnr"]) - np.mean(row["input/psnr"]))
+        errors.append(np.std(row[f"{column}/psnr"]))
+    axes.bar(xs, gains, width, yerr=errors, capsize=3, label=column)
+  axes.axhline(0, color="black", linewidth=0.8)
+  axes.set_xticks(range(len(rows)), [f"{r['task']}\n{r['eval_set']}" for r in rows], fontsize="small")
+  axes.set_ylabel("output − input PSNR (dB)")
+  axes.set_title(title)
+  axes.grid(axis="y", alpha=0.3)
+  axes.legend(fontsize="small")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, dpi=100)
