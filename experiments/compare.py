@@ -15,7 +15,8 @@ runs are read, unfinished ones continue where they stopped. `--jobs` runs severa
 uses every core XLA finds: on 2 cores one at a time is fastest). Writes <table>_<size>.md, .csv
 (each seed's value) and .png (gain over the input, ± std over seeds) into --out, with the
 command, wall time, machine and commit. `--size=paper` adds the published numbers (SPEC §4).
-`--override=train.cycles=1` (repeatable) changes a field of every run, for smoke tests.
+`--override=train.cycles=1` (repeatable) changes a field of every run, for smoke tests; an
+override of `clients` changes Multi only (Base and Single keep their task's clients).
 """
 
 import ast
@@ -82,8 +83,10 @@ def _parse_overrides(pairs) -> tuple:
 def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
   """(columns, (column, baseline) whose PSNR gain is shown, runs)."""
   multi = os.path.join(ROOT, "configs", f"{size}.py")
-  common = overrides + ((("data.data_dir", data_dir),) if data_dir else ())
-  reference = Run("", "", multi, common).load()
+  common = tuple((k, v) for k, v in overrides if k != "clients")
+  common += (("data.data_dir", data_dir),) if data_dir else ()
+  multi_only = tuple((k, v) for k, v in overrides if k == "clients")
+  reference = Run("", "", multi, common + multi_only).load()
   all_tasks = list(dict.fromkeys(reference.clients))
   unknown = set(tasks or ()) - set(all_tasks)
   if unknown:
@@ -98,7 +101,7 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
         for kind in ("base", "single"):
           spec = os.path.join(ROOT, "configs", f"baselines.py:{kind},{task},{size}")
           runs.append(Run(kind.capitalize(), f"{kind}_{task}_seed{seed}", spec, s))
-      runs.append(Run("Multi", f"multi_seed{seed}", multi, s))
+      runs.append(Run("Multi", f"multi_seed{seed}", multi, s + multi_only))
   else:
     train = reference.train
     variants = {
@@ -113,7 +116,7 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
       for column, changes in variants.items():
         name = column.replace(" ", "_").replace("×", "x")
         runs.append(Run(column, f"{name}_seed{seed}", multi,
-                        common + (("seed", seed),) + changes))
+                        common + multi_only + (("seed", seed),) + changes))
   return columns, gain, runs
 
 

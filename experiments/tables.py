@@ -47,10 +47,10 @@ def aggregate(runs: Sequence[tuple[str, list[dict]]], columns: Sequence[str]) ->
   return ordered
 
 
-def _cell(values: list[float], ssim: list[float]) -> str:
+def _cell(values: list[float], ssim: list[float], spread: bool = True) -> str:
   if not values:
     return "—"
-  spread = f" ± {np.std(values):.2f}" if len(values) > 1 else ""
+  spread = f" ± {np.std(values):.2f}" if spread and len(values) > 1 else ""
   return f"{np.mean(values):.2f}{spread} / {np.mean(ssim):.3f}"
 
 
@@ -73,7 +73,8 @@ def markdown(rows: list[dict], columns: Sequence[str], gain: Optional[tuple[str,
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for row in rows:
     cells = [f"{row['task']} / {row['eval_set']}",
-             *(_cell(row[f"{c}/psnr"], row[f"{c}/ssim"]) for c in ("input", *columns))]
+             _cell(row["input/psnr"], row["input/ssim"], spread=False),
+             *(_cell(row[f"{c}/psnr"], row[f"{c}/ssim"]) for c in columns)]
     if gain:
       a, b = row[f"{gain[0]}/psnr"], row[f"{gain[1]}/psnr"]
       cells.append(f"{np.mean(a) - np.mean(b):+.2f}" if a and b else "—")

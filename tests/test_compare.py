@@ -1,0 +1,74 @@
+"""experiments/compare.py: the Base/Single/Multi table from real runs, resumed, and its parts."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+import tables  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SHORT = ["--override=train.cycles=1", "--override=train.client_phase_steps=(2,)",
+         "--override=train.server_phase_steps=1"]
+
+
+def compare(out, data_dir, *args) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "compare.py"),
+                         f"--out={out}", f"--data_dir={data_dir}", "--seeds=1", *SHORT, *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.slow
+def test_baselines_table_from_real_runs_then_resumed(tmp_path, data_dir):
+  result = compare(tmp_path, data_dir, "--table=baselines", "--size=tiny", "--tasks=denoising")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "3 runs, 0 already finished" in result.stdout
+  markdown = (tmp_path / "baselines_tiny.md").read_text()
+  assert "| task / set | input | Base | Single | Multi | Multi − Single (dB) |" in markdown
+  assert "| denoising / sigma30 |" in markdown and "| deraining / heavy |" in markdown
+  with open(tmp_path / "baselines_tiny.csv") as f:
+    columns = {(r["task"], r["column"]) for r in csv.DictReader(f)}
+  assert {("denoising", c) for c in ("input", "Base", "Single", "Multi")} <= columns
+  assert ("deraining", "Base") not in columns  # --tasks=denoising: Multi alone covers it.
+  assert (tmp_path / "baselines_tiny.png").stat().st_size > 10_000
+  again = compare(tmp_path, data_dir, "--table=baselines", "--size=tiny", "--tasks=denoising")
+  assert again.returncode == 0 and "3 runs, 3 already finished" in again.stdout
+  assert (tmp_path / "baselines_tiny.md").read_text().split("Seeds")[1].split("|")[1:] == \
+      markdown.split("Seeds")[1].split("|")[1:]  # The same table, nothing rerun.
+
+
+@pytest.mark.slow
+def test_paper_size_runs_end_to_end_on_tiny_data(tmp_path, data_dir):
+  """configs/paper.py (its model with one body layer, to compile in time) and the published
+  column, one step per phase on tiny data; Base and Single keep their task's clients."""
+  result = compare(tmp_path, data_dir, "--table=baselines", "--size=paper", "--tasks=denoising",
+                   "--override=data.suite=tiny", "--override=clients=('denoising','deraining')",
+                   "--override=model.body_layers=1",
+                   "--override=data.batch_size=1", "--override=eval.max_images=1",
+                   "--override=eval.stride=64", "--override=train.client_phase_steps=(1,)")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "published (PSNR)" in (tmp_path / "baselines_paper.md").read_text()
+  config = json.loads((tmp_path / "runs" / "base_denoising_seed0" / "config.json").read_text())
+  assert config["clients"] == ["denoising"] and config["model"]["dim"] == 128
+
+
+def test_unknown_task_and_bad_override_are_one_line(tmp_path, data_dir):
+  for args, message in ((["--tasks=deblurring", "--size=tiny"], "--tasks deblurring: configs/tiny.py has"),
+                        (["--override=train.cycles"], "--override wants key=value")):
+    result = compare(tmp_path, data_dir, *args)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {message}"), result.stderr
+
+
+def test_table_means_spread_and_gain():
+  runs = [(column, [{"task": "denoising", "eval_set": "sigma30", "input/psnr": 19.0,
+                     "input/ssim": 0.3, "output/psnr": psnr, "output/ssim": 0.8}])
+          for column, psnr in (("Single", 25.0), ("Single", 27.0), ("Multi", 27.5), ("Multi", 28.5))]
+  rows = tables.aggregate(runs, ["Base", "Single", "Multi"])
+  assert rows[0]["Multi/psnr"] == [27.5, 28.5] and rows[0]["Base/psnr"] == []
+  line = tables.markdown(rows, ["Base", "Single", "Multi"], ("Multi", "Single"))[-1]
+  assert line == ("| denoising / sigma30 | 19.00 / 0.300 | — | 26.00 ± 1.00 / 0.800 | "
+                  "28.00 ± 0.50 / 0.800 | +2.00 |")
