@@ -71,6 +71,8 @@ def get_config() -> ml_collections.ConfigDict:
       stride=48,  # Paper: 16. Larger is faster and worse: 64 leaves seams (-0.1 dB on
                   # deblurring and q50, -0.3 on denoising) for 20% less eval time.
       batch_size=32,  # Patches per model call.
+      blend="uniform",  # uniform (paper): average overlapping patches | weighted: cross-fade
+                        # them, which hides the patch grid (evaluation/tiling.py).
       max_images=0,  # 0: every test image.
   ))
   # Only `tavit-flower` reads this: reply_timeout, on_client_failure (wait | proceed), max_wait,

@@ -32,12 +32,12 @@ import time
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# pylint: disable=g-import-not-at-top,wrong-import-position
-import tables
 from tavit_jax import config_files, files, schedule
 from tavit_jax.cli.common import no_arguments, run_app
 from tavit_jax.errors import TavitError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tables  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("default", "paper", "tiny")

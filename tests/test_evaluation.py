@@ -26,9 +26,10 @@ class _Recorder:
 
 @pytest.mark.parametrize("height,width", [(17, 23), (64, 64), (100, 37), (5, 9), (1, 1)])
 @pytest.mark.parametrize("stride", [16, 32, 64])
-def test_identity_returns_image_exactly(height, width, stride):
+@pytest.mark.parametrize("blend", tiling.BLENDS)
+def test_identity_returns_image_exactly(height, width, stride, blend):
   image = _image(height, width)
-  restored = tiling.restore_image(lambda x: x, image, stride=stride, batch_size=16)
+  restored = tiling.restore_image(lambda x: x, image, stride=stride, batch_size=16, blend=blend)
   assert restored.dtype == np.uint8
   np.testing.assert_array_equal(restored, image)
 
@@ -38,6 +39,25 @@ def test_constant_shift_survives_overlap_averaging():
   shift = 20 / 127.5  # +20 on the 8-bit scale
   restored = tiling.restore_image(lambda x: x + shift, image, stride=16, batch_size=8)
   np.testing.assert_array_equal(restored, np.full_like(image, 120))
+
+
+def test_weighted_blend_hides_the_patch_grid():
+  """Patch estimates that disagree (a random offset per patch): the paper's average jumps
+  where a patch border falls; the weighted blend cross-fades and has no such steps."""
+  rng = np.random.default_rng(0)
+  offsets = lambda x: x + rng.uniform(-0.2, 0.2, (len(x), 1, 1, 1)).astype(np.float32)
+  image = np.full((96, 96, 3), 128, np.uint8)
+  steps = {}
+  for blend in tiling.BLENDS:
+    rng = np.random.default_rng(0)
+    restored = tiling.restore_image(offsets, image, stride=48, blend=blend).astype(int)
+    steps[blend] = max(np.abs(np.diff(restored, axis=0)).max(), np.abs(np.diff(restored, axis=1)).max())
+  assert steps["uniform"] >= 10 and 5 * steps["weighted"] <= steps["uniform"], steps
+
+
+def test_unknown_blend_is_refused():
+  with pytest.raises(ValueError, match="blend must be one of"):
+    tiling.restore_image(lambda x: x, _image(8, 8), blend="gaussian")
 
 
 def test_output_is_clipped_to_uint8_range():

@@ -100,6 +100,16 @@ def define_model_flags() -> None:
   flags.DEFINE_integer("step", None, "for a workdir: checkpoint step (default: the latest)")
 
 
+def define_tiling_flags() -> None:
+  """--stride, --batch_size, --blend: how a whole image is cut into patches and put back."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  flags.DEFINE_integer("stride", 16, "step between overlapping patches (paper: 16; larger is faster)")
+  flags.DEFINE_integer("batch_size", 64, "patches per model call")
+  flags.DEFINE_enum("blend", "uniform", ["uniform", "weighted"], "uniform: the paper's average "
+                    "of overlapping patches; weighted: cross-faded, hides the patch grid")
+
+
 def check_stride(stride: int, patch_size: int) -> None:
   if not 1 <= stride <= patch_size:
     raise TavitError(f"--stride must be in [1, {patch_size}] (the patch size), not {stride}")

@@ -11,7 +11,8 @@ per_image.csv. Clean-image splits are degraded as the task's evaluation sets (sc
 import csv
 import os
 
-from tavit_jax.cli.common import check_stride, define_model_flags, no_arguments, run_app
+from tavit_jax.cli.common import (check_stride, define_model_flags, define_tiling_flags,
+                                  no_arguments, run_app)
 
 
 def _write_per_image(rows: list[dict], path: str) -> None:
@@ -53,7 +54,7 @@ def _main(argv):
     images, count = scoring.split_images(eval_set, task, name, seed=seed,
                                          max_images=values.max_images, data_dir=values.data_dir)
     restore = lambda image: restorer.restore_image(image, stride=values.stride,
-                                                   batch_size=values.batch_size)
+                                                   batch_size=values.batch_size, blend=values.blend)
     per_image += [row for row, _ in scoring.score_images(restore, task, name, images, count)]
   if not per_image:
     raise TavitError(f"{split} holds no images")
@@ -79,8 +80,7 @@ def main():
   flags.DEFINE_string("dataset", None, "<tfds name>:<split>, e.g. tavit_default:test or gopro:test")
   flags.DEFINE_string("task", None, "for a workdir: evaluate its first client of this task; "
                       "elsewhere it must be the model's task")
-  flags.DEFINE_integer("stride", 16, "step between overlapping patches (paper: 16)")
-  flags.DEFINE_integer("batch_size", 64, "patches per model call")
+  define_tiling_flags()
   flags.DEFINE_integer("max_images", 0, "score only the first N images of each set (0: all)")
   flags.DEFINE_integer("seed", None, "seed of synthetic degradations (default: the run's seed)")
   flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TAVIT_DATA_DIR or ~/tensorflow_datasets)")

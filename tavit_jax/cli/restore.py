@@ -18,7 +18,8 @@ import PIL.Image
 from tqdm import tqdm
 
 from tavit_jax import files
-from tavit_jax.cli.common import check_stride, define_model_flags, run_app
+from tavit_jax.cli.common import (check_stride, define_model_flags, define_tiling_flags,
+                                  run_app)
 from tavit_jax.data import images
 from tavit_jax.data.builders.base import list_images
 from tavit_jax.errors import BadImageError, TavitError
@@ -71,7 +72,8 @@ def output_paths(files: list[str], out: str) -> list[str]:
   return paths
 
 
-def restore_files(restorer, files: list[str], out: str, *, stride: int, batch_size: int) -> list[str]:
+def restore_files(restorer, files: list[str], out: str, *, stride: int, batch_size: int,
+                  blend: str = "uniform") -> list[str]:
   """Restores each file into `out`; returns one error line per file that could not be read."""
   errors, paths = [], output_paths(files, out)
   os.makedirs(out, exist_ok=True)
@@ -84,7 +86,7 @@ def restore_files(restorer, files: list[str], out: str, *, stride: int, batch_si
       continue
     total = tiling.count_patches(*image.shape[:2], patch_size=restorer.patch_size, stride=stride)
     with tqdm(total=total, desc=os.path.basename(file), unit="patch", leave=False) as bar:
-      restored = restorer.restore_image(image, stride=stride, batch_size=batch_size,
+      restored = restorer.restore_image(image, stride=stride, batch_size=batch_size, blend=blend,
                                         progress=lambda done, _: bar.update(done - bar.n))
     PIL.Image.fromarray(np.asarray(restored, np.uint8)).save(path)
   return errors
@@ -106,7 +108,8 @@ def _main(argv):
   for error in inputs.errors:
     print(f"error: {error}", file=sys.stderr)
   errors = inputs.errors + restore_files(restorer, inputs.files, files.resolve(values.out),
-                                         stride=values.stride, batch_size=values.batch_size)
+                                         stride=values.stride, batch_size=values.batch_size,
+                                         blend=values.blend)
   done = len(inputs.files) - (len(errors) - len(inputs.errors))
   if errors:
     raise TavitError(f"{len(errors)} input(s) failed (see above); {done} image(s) restored into {values.out}")
@@ -119,8 +122,7 @@ def main():
 
   define_model_flags()
   flags.DEFINE_string("out", None, "folder for the restored PNGs")
-  flags.DEFINE_integer("stride", 16, "step between overlapping patches (paper: 16; larger is faster)")
-  flags.DEFINE_integer("batch_size", 64, "patches per model call")
+  define_tiling_flags()
   flags.mark_flags_as_required(["model", "out"])
   run_app(_main)
 

@@ -17,12 +17,12 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from tavit_jax import schedule as schedule_lib
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication
 from tavit_jax.flower import settings
 from tavit_jax.flower.exchanges import (Prefetch, get_weights_task, key_list, set_weights_task,
-                                       step_task)
-from tavit_jax import schedule as schedule_lib
+                                        step_task)
 from tavit_jax.flower.fleet import Fleet
 from tavit_jax.flower.records import log, Records
 from tavit_jax.flower.server import BodyServer
@@ -184,4 +184,3 @@ def train(grid: Grid, config, workdir: str) -> None:
     trainer.train()
   finally:
     trainer.records.close()
-

@@ -31,7 +31,8 @@ def evaluate_task(restore_patches: Callable, task: str, eval_config, *, suite: s
   """
   restore = lambda image: restore_image(restore_patches, image, patch_size=patch_size,
                                         stride=eval_config.stride,
-                                        batch_size=eval_config.batch_size)
+                                        batch_size=eval_config.batch_size,
+                                        blend=eval_config.blend)
   rows, samples = [], []
   for eval_name in task_data(task, suite).evals:
     images = _eval_images(task, eval_name, suite, seed, data_dir, eval_config.max_images)
