@@ -20,6 +20,8 @@ from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
 
 WIRE_DTYPES = ("float32", "bfloat16")
+PERMUTATIONS = ("none", "per_sample")  # train.permute_tokens (SPEC §5.1).
+_PERMUTATION_STREAM = 0x5045524D  # fold_in tag: the client's permutation key ('PERM').
 
 
 def wire_dtype(name: str):
@@ -67,6 +69,43 @@ def step_keys(rng, num_clients: int):
   rng, step_rng = jax.random.split(rng)
   keys = jax.random.split(step_rng, 2 * num_clients)
   return rng, keys.reshape(num_clients, 2, *rng.shape)
+
+
+def check_permutation(permute_tokens: str, pos_emb: str) -> bool:
+  """Whether tokens are permuted; a body that adds positions itself cannot take them so."""
+  if permute_tokens not in PERMUTATIONS:
+    raise TavitError(f"train.permute_tokens must be one of {PERMUTATIONS}, not {permute_tokens!r}")
+  if permute_tokens != "none" and pos_emb != "client":
+    raise TavitError("train.permute_tokens=per_sample needs model.pos_emb=client (the server's "
+                     "position embedding would be added to shuffled tokens)")
+  return permute_tokens != "none"
+
+
+def permutation_key(client_keys):
+  """The key of client k's token permutations at one step, from its (timestep, dropout) keys.
+
+  In-process this stands for the client's private stream: nothing is sent, so the server
+  never learns it. A deployment would draw it from the client's own randomness; by the
+  body's permutation equivariance the result is the same to float tolerance.
+  """
+  return jax.random.fold_in(client_keys[0], _PERMUTATION_STREAM)
+
+
+def token_permutations(key, batch: int, num_tokens: int):
+  """(batch, num_tokens) int32: a fresh random order of the token positions per sample."""
+  return jax.vmap(lambda k: jax.random.permutation(k, num_tokens))(jax.random.split(key, batch))
+
+
+def permute_tokens(features, permutations):
+  """(B, h, w, C) features with their h·w tokens reordered per sample: out[b, i] = in[b, π_b(i)]."""
+  b, h, w, c = features.shape
+  tokens = jnp.take_along_axis(features.reshape(b, h * w, c), permutations[..., None], axis=1)
+  return tokens.reshape(b, h, w, c)
+
+
+def unpermute_tokens(features, permutations):
+  """The inverse of `permute_tokens` with the same permutations."""
+  return permute_tokens(features, jnp.argsort(permutations, axis=-1))
 
 
 def apply_client_grads(tx: optax.GradientTransformation, head, tail, opt_state, head_grad,

@@ -16,6 +16,7 @@ from tavit_jax.models.head import Head
 from tavit_jax.models.tail import Tail
 
 TIME_CONDITIONING = ("fixed", "random")
+POS_EMB = ("server", "client")  # Who adds the position embedding to the tokens (SPEC §5.1).
 DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # Compute dtypes; params stay float32.
 NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
 
@@ -90,6 +91,9 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   if config.time_conditioning not in TIME_CONDITIONING:
     raise TavitError(f"model.time_conditioning must be one of {TIME_CONDITIONING}, "
                      f"not {config.time_conditioning!r}")
+  pos_emb = config.get("pos_emb", "server")
+  if pos_emb not in POS_EMB:
+    raise TavitError(f"model.pos_emb must be one of {POS_EMB}, not {pos_emb!r}")
   dtype_name = config.get("dtype", "float32")
   if dtype_name not in DTYPES:
     raise TavitError(f"model.dtype must be one of {tuple(DTYPES)}, not {dtype_name!r}")
@@ -100,11 +104,11 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   if patch_size % downsample:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
-              dropout=config.body_dropout, dtype=dtype)
+              dropout=config.body_dropout, dtype=dtype, position_embedding=pos_emb == "server")
   tail = Tail(**shared, zero_init_out=config.residual,
               full_res_skip=config.get("full_res_skip", False))
-  return Model(Head(**shared), body, tail, patch_size, config.time_conditioning,
-               config.residual)
+  return Model(Head(**shared, position_embedding=pos_emb == "client"), body, tail, patch_size,
+               config.time_conditioning, config.residual)
 
 
 def paper_config() -> ml_collections.ConfigDict:
@@ -112,7 +116,8 @@ def paper_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
-      time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32"))
+      time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32",
+      pos_emb="server"))  # server (official) | client (p-FeSTA, SPEC §5.1).
 
 
 def tiny_config() -> ml_collections.ConfigDict:

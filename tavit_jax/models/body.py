@@ -27,20 +27,23 @@ class EncoderLayer(nn.Module):
 
 
 class Body(nn.Module):
-  """Tokens are the (h, w) feature map in row-major order; learned absolute positions."""
+  """Tokens are the (h, w) feature map in row-major order; learned absolute positions,
+  unless the clients add them (`position_embedding=False`, SPEC §5.1): the body is then
+  equivariant to any permutation of the tokens."""
 
   layers: int = 8
   heads: int = 8
   mlp_dim: int = 1024
   dropout: float = 0.1
   dtype: Any = None  # Compute dtype; parameters stay float32.
+  position_embedding: bool = True
 
   @nn.compact
   def __call__(self, f_h, deterministic: bool = True):
     b, hgt, wid, width = f_h.shape
-    tokens = f_h.reshape(b, hgt * wid, width)
-    position = self.param("position_embedding", nn.initializers.normal(1.0), (hgt * wid, width))
-    x = tokens + position[None]
+    x = f_h.reshape(b, hgt * wid, width)
+    if self.position_embedding:
+      x = x + self.param("position_embedding", nn.initializers.normal(1.0), (hgt * wid, width))
     if self.dtype is not None:
       x = x.astype(self.dtype)
     for _ in range(self.layers):

@@ -16,6 +16,9 @@ class Head(nn.Module):
   attn_heads: int = 4
   attn_head_dim: int = 32
   dtype: Any = None  # Compute dtype; parameters stay float32.
+  # p-FeSTA (SPEC §5.1, our adaptation): the body's position embedding moves to the client,
+  # added to f_H before it is sent, so the server needs no token order.
+  position_embedding: bool = False
 
   @nn.compact
   def __call__(self, x, timesteps):
@@ -33,4 +36,7 @@ class Head(nn.Module):
     x = ResnetBlock(features, self.groups, self.dtype)(x, time)
     x = ReZeroAttention(self.attn_heads, self.attn_head_dim, self.dtype)(x)
     x = ResnetBlock(features, self.groups, self.dtype)(x, time)
+    if self.position_embedding:
+      position = self.param("position_embedding", nn.initializers.normal(1.0), x.shape[1:])
+      x = x + position.astype(x.dtype)
     return x, {"skips": tuple(skips), "time": time}

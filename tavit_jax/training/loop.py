@@ -121,7 +121,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
                                dropout=config.model.body_dropout > 0,
-                               wire_dtype=protocol.wire_dtype(config.train.wire_dtype))
+                               wire_dtype=protocol.wire_dtype(config.train.wire_dtype),
+                               permute_tokens=protocol.check_permutation(
+                                   config.train.permute_tokens, config.model.pos_emb))
 
   client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
   local = distributed.local_clients(client_sharding, num_clients)  # Whose data this process reads.

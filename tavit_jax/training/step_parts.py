@@ -15,6 +15,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from tavit_jax.models import Model
+from tavit_jax import protocol
 from tavit_jax.protocol import apply_client_grads, mse, over_wire, step_keys
 from tavit_jax.training.state import fedavg_same_task
 
@@ -57,9 +58,12 @@ class Parts:
 
 def make_parts(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, dropout: bool = True,
-               wire_dtype=None) -> Parts:
+               wire_dtype=None, permute_tokens: bool = False) -> Parts:
   """`wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
-  cross the network, as a deployment sending them in that dtype computes."""
+  cross the network, as a deployment sending them in that dtype computes.
+  `permute_tokens`: each client sends its f_H tokens in a fresh random order per sample and
+  step and restores the order of f_B before its tail (SPEC §5.1); gradients travel the same
+  way (autodiff transposes the gathers)."""
   num_clients = len(ids)
   tree_map = jax.tree_util.tree_map
   send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
@@ -68,8 +72,14 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     timesteps = model.timesteps(keys[0], x.shape[0])
     dropout_rng = keys[1] if dropout else None
     f_h, cache = model.head_apply(head, x, timesteps)
-    f_b = model.body_apply(body, send(f_h), dropout_rng)
-    return mse(model.tail_apply(tail, send(f_b), cache), y)
+    if not permute_tokens:
+      f_b = send(model.body_apply(body, send(f_h), dropout_rng))
+    else:
+      order = protocol.token_permutations(protocol.permutation_key(keys), x.shape[0],
+                                          f_h.shape[1] * f_h.shape[2])
+      f_b_seen = model.body_apply(body, send(protocol.permute_tokens(f_h, order)), dropout_rng)
+      f_b = protocol.unpermute_tokens(send(f_b_seen), order)
+    return mse(model.tail_apply(tail, f_b, cache), y)
 
   def client_update(head, tail, opt, grads, active=True):
     """The optimizer step, kept only for clients still `active` in their phase."""

@@ -44,13 +44,15 @@ def state_shardings(state, mesh, num_clients: int, client_map: str = "vmap"):
 
 def make_steps(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, shardings,
-               client_map: str = "vmap", dropout: bool = True, wire_dtype=None) -> Steps:
+               client_map: str = "vmap", dropout: bool = True, wire_dtype=None,
+               permute_tokens: bool = False) -> Steps:
   """Steps for clients with static task ids `ids`, state `shardings`, a resolved client_map.
 
   `wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
-  cross the network, as a deployment sending them in that dtype computes.
+  cross the network, as a deployment sending them in that dtype computes. `permute_tokens`:
+  p-FeSTA's per-sample token order (step_parts.make_parts).
   """
-  parts = make_parts(model, client_tx, server_tx, ids, dropout, wire_dtype)
+  parts = make_parts(model, client_tx, server_tx, ids, dropout, wire_dtype, permute_tokens)
   if client_map == "vmap":
     client, server, joint = make_vmap_steps(parts, shardings)
   else:

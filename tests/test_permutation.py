@@ -1,0 +1,88 @@
+"""p-FeSTA's token permutation (SPEC §5.1): positions on the client, a shuffled order on the wire."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from tavit_jax import models, protocol, roster
+from tavit_jax.errors import TavitError
+from tavit_jax.training import state as state_lib, steps as steps_lib
+
+TASKS = ["denoising", "deraining", "denoising"]
+PATCH, BATCH = 32, 2
+
+
+def micro_config(pos_emb="client"):
+  config = models.tiny_config()
+  config.update(dim=8, attn_heads=2, attn_head_dim=4, body_layers=1, body_heads=2,
+                body_mlp_dim=32, body_dropout=0.0, pos_emb=pos_emb)
+  return config
+
+
+def run_steps(permute: bool, pos_emb: str = "client"):
+  """A client step then a server step with SGD (updates linear in the gradients)."""
+  model = models.build(micro_config(pos_emb), PATCH)
+  tx = optax.sgd(0.1)
+  state = state_lib.init_state(model, TASKS, tx, tx, jax.random.PRNGKey(0))
+  shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(TASKS), "loop")
+  steps = steps_lib.make_steps(model, tx, tx, roster.task_ids(TASKS), shardings, "loop",
+                               dropout=False, permute_tokens=permute)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (len(TASKS), BATCH, PATCH, PATCH, 3)).astype(np.float32)
+  data = {"input": x, "target": np.clip(x + 0.1 * rng.normal(size=x.shape), -1, 1).astype(np.float32)}
+  state, client_metrics = steps.client(state, data, np.ones(len(TASKS), bool))
+  state, server_metrics = steps.server(state, data)
+  return jax.tree_util.tree_map(np.asarray, (state, client_metrics, server_metrics))
+
+
+def test_permuted_steps_equal_unpermuted_ones():
+  """A Transformer without positional terms is permutation-equivariant: shuffling the tokens
+  on the wire and unshuffling f_B changes nothing but float rounding."""
+  permuted, plain = run_steps(True), run_steps(False)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                         permuted, plain)
+  # The step really shuffles: a body that adds positions itself sees a different input.
+  permuted, plain = run_steps(True, "server"), run_steps(False, "server")
+  assert not np.allclose(permuted[1]["loss"], plain[1]["loss"], rtol=1e-4)
+
+
+def test_position_embedding_moves_to_the_head():
+  client, server = (models.build(micro_config(pos_emb), PATCH) for pos_emb in ("client", "server"))
+  key = jax.random.PRNGKey(0)
+  tokens = client.token_shape[0] * client.token_shape[1]
+  assert client.init_head(key)["position_embedding"].shape == client.token_shape
+  assert "position_embedding" not in client.init_body(key)
+  assert server.init_body(key)["position_embedding"].shape == (tokens, client.token_shape[2])
+  assert "position_embedding" not in server.init_head(key)
+
+
+def test_the_server_sees_fresh_permutations_per_sample_and_step():
+  f_h = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+  seen = []
+  for step in range(2):
+    _, keys = protocol.step_keys(jax.random.fold_in(jax.random.PRNGKey(0), step), 1)
+    order = protocol.token_permutations(protocol.permutation_key(keys[0]), 2, 16)
+    sent = np.asarray(protocol.permute_tokens(f_h, order))
+    np.testing.assert_array_equal(protocol.unpermute_tokens(sent, order), f_h)
+    firsts = sent[..., 0].reshape(2, 16) - f_h[..., 0].reshape(2, 16)[:, :1]  # Token indices × 3.
+    seen += [tuple(firsts[0]), tuple(firsts[1])]
+    assert sorted(firsts[0]) == list(range(0, 48, 3))  # Every token once, only their order changes.
+  identity = tuple(range(0, 48, 3))
+  assert identity not in seen and len(set(seen)) == 4, seen
+
+
+@pytest.mark.parametrize("permute, pos_emb, message", [
+    ("per_sample", "server", "needs model.pos_emb=client"),
+    ("always", "client", "train.permute_tokens must be one of"),
+])
+def test_refusals_are_one_line(permute, pos_emb, message):
+  with pytest.raises(TavitError, match=message) as error:
+    protocol.check_permutation(permute, pos_emb)
+  assert "\n" not in str(error.value)
+
+
+def test_unknown_pos_emb_is_refused():
+  with pytest.raises(TavitError, match="model.pos_emb must be one of"):
+    models.build(micro_config("nowhere"), PATCH)
