@@ -63,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
       grad_clip=1.0,  # Global-norm clipping before Adam (0: off, as the official code).
       wire_dtype="float32",  # float32 | bfloat16: features and gradients on the wire.
       permute_tokens="none",  # none | per_sample: p-FeSTA's token shuffle (needs model.pos_emb=client).
+      token_keep=1.0,  # ρ in (0, 1]: fraction of f_H tokens sent (CutMixSL; < 1 needs model.mask_token).
       client_map="auto",  # auto | vmap | loop: how clients run within a step (see steps.py).
       log_every=10,
       checkpoint_every=50,

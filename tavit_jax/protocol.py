@@ -22,6 +22,7 @@ from tavit_jax.models import Model
 WIRE_DTYPES = ("float32", "bfloat16")
 PERMUTATIONS = ("none", "per_sample")  # train.permute_tokens (SPEC §5.1).
 _PERMUTATION_STREAM = 0x5045524D  # fold_in tag: the client's permutation key ('PERM').
+_KEEP_STREAM = 0x4B454550  # fold_in tag: which tokens a client sends ('KEEP').
 
 
 def wire_dtype(name: str):
@@ -106,6 +107,32 @@ def permute_tokens(features, permutations):
 def unpermute_tokens(features, permutations):
   """The inverse of `permute_tokens` with the same permutations."""
   return permute_tokens(features, jnp.argsort(permutations, axis=-1))
+
+
+def check_token_keep(token_keep: float, mask_token: bool) -> float:
+  """ρ, the fraction of f_H tokens each client sends (SPEC §5.2)."""
+  if not 0 < token_keep <= 1:
+    raise TavitError(f"train.token_keep must be in (0, 1], not {token_keep}")
+  if token_keep < 1 and not mask_token:
+    raise TavitError("train.token_keep < 1 needs model.mask_token=True (the body's learned "
+                     "filler for the tokens a client does not send)")
+  return float(token_keep)
+
+
+def kept_tokens(num_tokens: int, token_keep: float) -> int:
+  """How many of a sample's tokens are sent: round(ρ·N), at least one."""
+  return max(1, round(token_keep * num_tokens))
+
+
+def keep_masks(client_keys, batch: int, num_tokens: int, token_keep: float):
+  """(batch, num_tokens) bool: a fresh random set of `kept_tokens` positions per sample.
+
+  Drawn from the step's keys, which the server sends, so the server knows the positions
+  without being told: only the kept tokens' values cross the wire.
+  """
+  key = jax.random.fold_in(client_keys[0], _KEEP_STREAM)
+  orders = token_permutations(key, batch, num_tokens)
+  return jnp.argsort(orders, axis=-1) < kept_tokens(num_tokens, token_keep)
 
 
 def apply_client_grads(tx: optax.GradientTransformation, head, tail, opt_state, head_grad,

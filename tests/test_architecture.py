@@ -20,7 +20,7 @@ ALLOWED = {
     "schedule": {"errors"},
     "protocol": {"errors", "models"},
     "data": BASE | {"roster"},
-    "evaluation": BASE | {"models", "data", "roster", "schedule"},
+    "evaluation": BASE | {"models", "data", "roster", "schedule", "protocol"},
     "training": BASE | {"models", "data", "roster", "schedule", "protocol", "evaluation"},
     "serving": BASE | {"models", "data", "roster", "evaluation"},
     "flower": BASE | {"models", "data", "roster", "schedule", "protocol", "evaluation", "training"},

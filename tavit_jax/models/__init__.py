@@ -67,11 +67,12 @@ class Model:
     f_h, cache = self.head.apply({"params": params}, x, timesteps)
     return f_h, (dict(cache, input=x) if self.residual else cache)
 
-  def body_apply(self, params, f_h, dropout_rng=None):
-    """Server: f_H → f_B; dropout is active exactly when a `dropout_rng` is given."""
+  def body_apply(self, params, f_h, dropout_rng=None, keep=None):
+    """Server: f_H → f_B; dropout is active exactly when a `dropout_rng` is given. `keep`
+    (B, h·w) marks the tokens a client sent; the others are the body's mask token."""
     if dropout_rng is None:
-      return self.body.apply({"params": params}, f_h, deterministic=True)
-    return self.body.apply({"params": params}, f_h, deterministic=False,
+      return self.body.apply({"params": params}, f_h, deterministic=True, keep=keep)
+    return self.body.apply({"params": params}, f_h, deterministic=False, keep=keep,
                            rngs={"dropout": dropout_rng})
 
   def tail_apply(self, params, f_b, cache):
@@ -104,7 +105,8 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   if patch_size % downsample:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
-              dropout=config.body_dropout, dtype=dtype, position_embedding=pos_emb == "server")
+              dropout=config.body_dropout, dtype=dtype, position_embedding=pos_emb == "server",
+              mask_token=config.get("mask_token", False))
   tail = Tail(**shared, zero_init_out=config.residual,
               full_res_skip=config.get("full_res_skip", False))
   return Model(Head(**shared, position_embedding=pos_emb == "client"), body, tail, patch_size,
@@ -117,7 +119,8 @@ def paper_config() -> ml_collections.ConfigDict:
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
       time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32",
-      pos_emb="server"))  # server (official) | client (p-FeSTA, SPEC §5.1).
+      pos_emb="server",  # server (official) | client (p-FeSTA, SPEC §5.1).
+      mask_token=False))  # True: the body learns a filler for punched tokens (SPEC §5.2).
 
 
 def tiny_config() -> ml_collections.ConfigDict:

@@ -3,6 +3,7 @@
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 
 class EncoderLayer(nn.Module):
@@ -37,11 +38,20 @@ class Body(nn.Module):
   dropout: float = 0.1
   dtype: Any = None  # Compute dtype; parameters stay float32.
   position_embedding: bool = True
+  # CutMixSL (SPEC §5.2, our adaptation): a learned token for the positions a client did not
+  # send; `keep` (B, h·w) says which ones it did.
+  mask_token: bool = False
 
   @nn.compact
-  def __call__(self, f_h, deterministic: bool = True):
+  def __call__(self, f_h, deterministic: bool = True, keep=None):
     b, hgt, wid, width = f_h.shape
     x = f_h.reshape(b, hgt * wid, width)
+    if self.mask_token:
+      filler = self.param("mask_token", nn.initializers.normal(0.02), (width,))
+      if keep is not None:
+        x = jnp.where(keep[..., None], x, filler.astype(x.dtype))
+    elif keep is not None:
+      raise ValueError("tokens were punched but the body has no mask token (model.mask_token)")
     if self.position_embedding:
       x = x + self.param("position_embedding", nn.initializers.normal(1.0), (hgt * wid, width))
     if self.dtype is not None:

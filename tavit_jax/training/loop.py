@@ -81,7 +81,7 @@ def _communication_table(config, model, phases, per_client_steps, ids) -> list[s
   if config.train.mode != "alternating":
     return []
   per_step = communication.bytes_per_step(model, config.data.patch_size, config.data.batch_size,
-                                          config.train.wire_dtype)
+                                          config.train.wire_dtype, config.train.token_keep)
   totals = communication.run_totals(per_step, phases, per_client_steps, ids,
                                     config.train.unify_every)
   return communication.markdown_table(per_step, totals, config.train.wire_dtype)
@@ -123,7 +123,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                dropout=config.model.body_dropout > 0,
                                wire_dtype=protocol.wire_dtype(config.train.wire_dtype),
                                permute_tokens=protocol.check_permutation(
-                                   config.train.permute_tokens, config.model.pos_emb))
+                                   config.train.permute_tokens, config.model.pos_emb),
+                               token_keep=protocol.check_token_keep(
+                                   config.train.token_keep, config.model.mask_token))
 
   client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
   local = distributed.local_clients(client_sharding, num_clients)  # Whose data this process reads.

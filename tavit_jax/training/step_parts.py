@@ -58,12 +58,14 @@ class Parts:
 
 def make_parts(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, dropout: bool = True,
-               wire_dtype=None, permute_tokens: bool = False) -> Parts:
+               wire_dtype=None, permute_tokens: bool = False, token_keep: float = 1.0) -> Parts:
   """`wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
   cross the network, as a deployment sending them in that dtype computes.
   `permute_tokens`: each client sends its f_H tokens in a fresh random order per sample and
   step and restores the order of f_B before its tail (SPEC §5.1); gradients travel the same
-  way (autodiff transposes the gathers)."""
+  way (autodiff transposes the gathers). `token_keep` < 1: each client sends only that
+  fraction of its f_H tokens, fresh per sample and step; the body fills the others with its
+  mask token (SPEC §5.2)."""
   num_clients = len(ids)
   tree_map = jax.tree_util.tree_map
   send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
@@ -72,12 +74,15 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     timesteps = model.timesteps(keys[0], x.shape[0])
     dropout_rng = keys[1] if dropout else None
     f_h, cache = model.head_apply(head, x, timesteps)
+    batch, num_tokens = x.shape[0], f_h.shape[1] * f_h.shape[2]
+    keep = (None if token_keep == 1 else
+            protocol.keep_masks(keys, batch, num_tokens, token_keep))
     if not permute_tokens:
-      f_b = send(model.body_apply(body, send(f_h), dropout_rng))
+      f_b = send(model.body_apply(body, send(f_h), dropout_rng, keep))
     else:
-      order = protocol.token_permutations(protocol.permutation_key(keys), x.shape[0],
-                                          f_h.shape[1] * f_h.shape[2])
-      f_b_seen = model.body_apply(body, send(protocol.permute_tokens(f_h, order)), dropout_rng)
+      order = protocol.token_permutations(protocol.permutation_key(keys), batch, num_tokens)
+      f_b_seen = model.body_apply(body, send(protocol.permute_tokens(f_h, order)), dropout_rng,
+                                  keep)
       f_b = protocol.unpermute_tokens(send(f_b_seen), order)
     return mse(model.tail_apply(tail, f_b, cache), y)
 

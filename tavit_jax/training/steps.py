@@ -45,14 +45,15 @@ def state_shardings(state, mesh, num_clients: int, client_map: str = "vmap"):
 def make_steps(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, shardings,
                client_map: str = "vmap", dropout: bool = True, wire_dtype=None,
-               permute_tokens: bool = False) -> Steps:
+               permute_tokens: bool = False, token_keep: float = 1.0) -> Steps:
   """Steps for clients with static task ids `ids`, state `shardings`, a resolved client_map.
 
   `wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
   cross the network, as a deployment sending them in that dtype computes. `permute_tokens`:
-  p-FeSTA's per-sample token order (step_parts.make_parts).
+  p-FeSTA's per-sample token order; `token_keep`: CutMixSL's punched tokens (step_parts).
   """
-  parts = make_parts(model, client_tx, server_tx, ids, dropout, wire_dtype, permute_tokens)
+  parts = make_parts(model, client_tx, server_tx, ids, dropout, wire_dtype, permute_tokens,
+                     token_keep)
   if client_map == "vmap":
     client, server, joint = make_vmap_steps(parts, shardings)
   else:

@@ -1,4 +1,5 @@
-"""p-FeSTA's token permutation (SPEC §5.1): positions on the client, a shuffled order on the wire."""
+"""What crosses the wire, changed: p-FeSTA's token permutation (SPEC §5.1) and CutMixSL's
+punched tokens (SPEC §5.2)."""
 
 import jax
 import ml_collections
@@ -7,6 +8,7 @@ import optax
 import pytest
 
 from tavit_jax import models, protocol, roster
+from tavit_jax.evaluation import communication
 from tavit_jax.errors import TavitError
 from tavit_jax.training import state as state_lib, steps as steps_lib
 
@@ -14,21 +16,21 @@ TASKS = ["denoising", "deraining", "denoising"]
 PATCH, BATCH = 32, 2
 
 
-def micro_config(pos_emb="client"):
+def micro_config(pos_emb="client", mask_token=False):
   config = models.tiny_config()
   config.update(dim=8, attn_heads=2, attn_head_dim=4, body_layers=1, body_heads=2,
-                body_mlp_dim=32, body_dropout=0.0, pos_emb=pos_emb)
+                body_mlp_dim=32, body_dropout=0.0, pos_emb=pos_emb, mask_token=mask_token)
   return config
 
 
-def run_steps(permute: bool, pos_emb: str = "client"):
+def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0):
   """A client step then a server step with SGD (updates linear in the gradients)."""
-  model = models.build(micro_config(pos_emb), PATCH)
+  model = models.build(micro_config(pos_emb, mask_token=token_keep < 1), PATCH)
   tx = optax.sgd(0.1)
   state = state_lib.init_state(model, TASKS, tx, tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(TASKS), "loop")
   steps = steps_lib.make_steps(model, tx, tx, roster.task_ids(TASKS), shardings, "loop",
-                               dropout=False, permute_tokens=permute)
+                               dropout=False, permute_tokens=permute, token_keep=token_keep)
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (len(TASKS), BATCH, PATCH, PATCH, 3)).astype(np.float32)
   data = {"input": x, "target": np.clip(x + 0.1 * rng.normal(size=x.shape), -1, 1).astype(np.float32)}
@@ -86,3 +88,47 @@ def test_refusals_are_one_line(permute, pos_emb, message):
 def test_unknown_pos_emb_is_refused():
   with pytest.raises(TavitError, match="model.pos_emb must be one of"):
     models.build(micro_config("nowhere"), PATCH)
+
+
+def test_punched_step_trains_the_mask_token():
+  before = models.build(micro_config(mask_token=True), PATCH).init_body(jax.random.PRNGKey(0))
+  state, client_metrics, server_metrics = run_steps(False, token_keep=0.25)
+  assert np.all(np.isfinite(client_metrics["loss"])) and np.all(np.isfinite(server_metrics["loss"]))
+  assert not np.allclose(state["server"]["body"]["mask_token"], before["mask_token"])
+
+
+def test_mask_token_replaces_exactly_the_tokens_not_sent():
+  model = models.build(micro_config(mask_token=True), PATCH)
+  body = model.init_body(jax.random.PRNGKey(0))
+  f_h = jax.random.normal(jax.random.PRNGKey(1), (2, *model.token_shape))
+  tokens = model.token_shape[0] * model.token_shape[1]
+  everything = np.ones((2, tokens), bool)
+  np.testing.assert_array_equal(model.body_apply(body, f_h, keep=everything), model.body_apply(body, f_h))
+  _, keys = protocol.step_keys(jax.random.PRNGKey(0), 1)
+  keep = np.asarray(protocol.keep_masks(keys[0], 2, tokens, 0.25))
+  assert keep.sum(axis=1).tolist() == [tokens // 4] * 2 and not np.array_equal(keep[0], keep[1])
+  grad = jax.grad(lambda f: model.body_apply(body, f, keep=keep).sum())(f_h)
+  per_token = np.abs(np.asarray(grad)).reshape(2, tokens, -1).sum(-1)
+  assert np.all(per_token[~keep] == 0) and np.all(per_token[keep] > 0)
+
+
+@pytest.mark.parametrize("token_keep", [0.5, 0.25])
+def test_counted_bytes_are_rho_times_the_full_message(token_keep):
+  model = models.build(micro_config(mask_token=True), PATCH)
+  full = communication.bytes_per_step(model, PATCH, BATCH)
+  punched = communication.bytes_per_step(model, PATCH, BATCH, token_keep=token_keep)
+  for message in ("features_up", "gradients_down"):
+    assert punched[message] == token_keep * full[message]
+  for message in ("features_down", "gradients_up", "fedavg_upload"):
+    assert punched[message] == full[message]
+  assert punched["client_phase_up"] == punched["features_up"] + full["gradients_up"]
+
+
+@pytest.mark.parametrize("token_keep, mask_token, message", [
+    (0.0, True, "must be in \\(0, 1\\]"), (1.5, True, "must be in"),
+    (0.5, False, "needs model.mask_token=True"),
+])
+def test_punching_refusals_are_one_line(token_keep, mask_token, message):
+  with pytest.raises(TavitError, match=message) as error:
+    protocol.check_token_keep(token_keep, mask_token)
+  assert "\n" not in str(error.value)
