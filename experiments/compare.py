@@ -57,7 +57,7 @@ class Run:
   column: str  # The table column it fills.
   name: str  # Its workdir under <out>/runs.
   config: str  # 'path/to/config.py[:arg]'.
-  overrides: tuple  # ((dotted key, value), ...), the seed included.
+  overrides: tuple  # ((dotted key, value), ...), the seed included; a later one wins.
 
   def load(self):
     config = config_files.load(self.config)
@@ -67,7 +67,8 @@ class Run:
 
 
 def _parse_overrides(pairs) -> tuple:
-  parsed = []
+  """((key, value), ...) in order, a key given twice keeping its last value."""
+  parsed = {}
   for pair in pairs:
     key, sep, text = pair.partition("=")
     if not sep:
@@ -76,8 +77,8 @@ def _parse_overrides(pairs) -> tuple:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
-    parsed.append((key, value))
-  return tuple(parsed)
+    parsed[key] = value
+  return tuple(parsed.items())
 
 
 def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
@@ -147,7 +148,7 @@ def _wall(workdir: str, add: float = 0.0) -> float:
 def _execute(run: Run, workdir: str, log_path: str) -> int:
   command = [sys.executable, "-m", "tavit_jax.cli.train", f"--config={run.config}",
              f"--workdir={workdir}",
-             *(config_files.override_flag(key, value) for key, value in run.overrides)]
+             *(config_files.override_flag(key, value) for key, value in dict(run.overrides).items())]
   os.makedirs(workdir, exist_ok=True)
   started = time.time()
   with open(log_path, "a") as log:

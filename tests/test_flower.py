@@ -136,6 +136,23 @@ def test_two_tasks_over_flower_end_like_the_in_process_run(data_dir, jax_cache, 
     print(summarize(deployment.server_dir))
 
 
+def test_permuted_tokens_over_flower_end_like_the_in_process_run(data_dir, jax_cache, tmp_path):
+  """p-FeSTA over Flower: each client shuffles with its own secret, the in-process run with
+  its key stream; by the body's permutation equivariance both end at the same parameters."""
+  changes = overrides(data_dir, **{"model.pos_emb": "client", "train.permute_tokens": "per_sample"})
+  config = settings.load_config(CONFIG, changes)
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
+                              jax_cache) as deployment:
+    deployment.start()
+    deployment.start_run()
+    reference = in_process(config, str(tmp_path / "in_process"))
+    finish(deployment)
+    assert_same_as_in_process(deployment, config, reference)
+    for k in range(2):
+      secret = os.path.join(deployment.client_dir(k), "permutation_secret")
+      assert os.stat(secret).st_mode & 0o077 == 0  # This user's only.
+
+
 def test_killed_client_and_server_resume_without_losing_acknowledged_work(data_dir, jax_cache,
                                                                         tmp_path):
   """Two same-task clients (so FedAvg runs). Client 1 is killed in the client phase and

@@ -1,6 +1,7 @@
 """The launcher's loop on configs/tiny.py: outputs, exact resume, NaN handling, bad configs."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from tavit_jax import models
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication
-from tavit_jax.training.loop import train_and_evaluate, TrainingDiverged
+from tavit_jax.training.loop import _check_workdir_config, train_and_evaluate, TrainingDiverged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,6 +117,23 @@ def test_a_workdir_of_another_model_is_refused(uninterrupted, data_dir):
   config.model.dim = 16
   with pytest.raises(TavitError, match="different model"):
     train_and_evaluate(config, workdir)
+
+
+def test_a_workdir_from_before_the_wire_options_still_resumes(data_dir, tmp_path):
+  """config.json of runs made before model.pos_emb/mask_token and train.permute_tokens/
+  token_keep existed: those runs had the defaults, so they resume; another value is refused."""
+  config = tiny_config(data_dir)
+  _check_workdir_config(config, str(tmp_path))
+  path = tmp_path / "config.json"
+  stored = json.loads(path.read_text())
+  for key in ("train.permute_tokens", "train.token_keep"):
+    del stored[key]
+  del stored["model"]["pos_emb"], stored["model"]["mask_token"]
+  path.write_text(json.dumps(stored))
+  _check_workdir_config(config, str(tmp_path))
+  config.model.pos_emb = "client"
+  with pytest.raises(TavitError, match="different model"):
+    _check_workdir_config(config, str(tmp_path))
 
 
 def _launch(*flags, cwd=ROOT):

@@ -57,6 +57,20 @@ def client_init(model: models.Model, client_tasks: Sequence[str], index: int,
   return {"head": head, "tail": tail, "opt": tx.init({"head": head, "tail": tail})}
 
 
+def _permutation_secret(workdir: str) -> int:
+  """The client's private seed of its token permutations, made once and kept in its workdir
+  (readable by this user only)."""
+  path = os.path.join(workdir, "permutation_secret")
+  os.makedirs(workdir, exist_ok=True)
+  if not os.path.exists(path):
+    descriptor = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+      f.write(str(secrets.randbits(128)))
+    os.replace(path + ".tmp", path)
+  with open(path) as f:
+    return int(f.read())
+
+
 class ProtocolError(Exception):
   """A request this client refuses; its text goes back to the server."""
 
@@ -74,6 +88,8 @@ class ClientWorker:
     self.batch_size = config.data.batch_size
     self.token_shape = (self.batch_size, *self.model.token_shape)
     self.feature_dtype = protocol.feature_dtype(self.model)
+    self.permute = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
+    self._secret = _permutation_secret(workdir) if self.permute else None
     tx, _ = state_lib.optimizers(config.train, len(tasks))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
@@ -131,6 +147,20 @@ class ClientWorker:
     array = wire.check_array(name, arrays.get(name), self.token_shape)
     return array.astype(self.feature_dtype, copy=False)
 
+  def _order(self, step: int) -> np.ndarray:
+    """This client's token order per sample at `step` (SPEC §5.1): from its own secret,
+    never sent; the same after a restart, so a resent request gets the same answer."""
+    rng = np.random.default_rng([self._secret, step])
+    tokens = self.token_shape[1] * self.token_shape[2]
+    return np.stack([rng.permutation(tokens) for _ in range(self.batch_size)])
+
+  def _to_wire(self, step: int, array) -> np.ndarray:
+    array = np.asarray(array, np.float32)
+    return np.asarray(protocol.permute_tokens(array, self._order(step))) if self.permute else array
+
+  def _from_wire(self, step: int, array):
+    return protocol.unpermute_tokens(array, self._order(step)) if self.permute else array
+
   def _done(self, config) -> bool:
     return config.get("phase") == "client" and config["step"] <= self.meta["last_update"]
 
@@ -150,7 +180,7 @@ class ClientWorker:
     timesteps = self.model.timesteps(jnp.asarray(config["key"], jnp.uint32), self.batch_size)
     f_h, cache = self._forward(self.state["head"], x, timesteps)
     self.pending = {"step": step, "x": x, "y": y, "t": timesteps, "cache": cache}
-    return {}, {"f_h": np.asarray(f_h, np.float32)}
+    return {}, {"f_h": self._to_wire(step, f_h)}
 
   def backward(self, config, arrays):
     f_b = self._feature("f_b", arrays)
@@ -159,10 +189,10 @@ class ClientWorker:
     if self.pending is None or self.pending["step"] != config["step"]:
       self.forward(config, {})  # Restarted since: recompute, it is pure.
     p = self.pending
-    loss, tail_grad, f_b_grad, cache_grad = self._backward(self.state["tail"], p["cache"], f_b,
-                                                           p["y"])
+    loss, tail_grad, f_b_grad, cache_grad = self._backward(
+        self.state["tail"], p["cache"], self._from_wire(p["step"], f_b), p["y"])
     p.update(tail_grad=tail_grad, cache_grad=cache_grad, loss=float(loss))
-    return {"loss": float(loss)}, {"f_b_grad": np.asarray(f_b_grad, np.float32)}
+    return {"loss": float(loss)}, {"f_b_grad": self._to_wire(p["step"], f_b_grad)}
 
   def update(self, config, arrays):
     step = config["step"]
@@ -173,8 +203,9 @@ class ClientWorker:
     if p is None or p["step"] != step or "tail_grad" not in p:
       return {"stale": True}, {}  # Restarted after backward: the server redoes the step.
     s = self.state
-    head, tail, opt = self._update(s["head"], s["tail"], s["opt"], p["x"], p["t"], f_h_grad,
-                                   p["cache_grad"], p["tail_grad"])
+    head, tail, opt = self._update(s["head"], s["tail"], s["opt"], p["x"], p["t"],
+                                   self._from_wire(step, f_h_grad), p["cache_grad"],
+                                   p["tail_grad"])
     self.state = {"head": head, "tail": tail, "opt": opt}
     self.meta = dict(self.meta, last_update=step)
     self._commit()

@@ -26,7 +26,10 @@ from tavit_jax.training.writers import MetricWriter
 # Config entries a workdir's checkpoints depend on (lr_decay: the optimizer states' structure);
 # others (learning rates, eval) may change on resume.
 _STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode",
-               "train.lr_decay")
+               "train.lr_decay", "train.permute_tokens", "train.token_keep")
+# Fields added to config.json later, with the value every earlier run had.
+_ADDED = {"train.permute_tokens": "none", "train.token_keep": 1.0}
+_ADDED_TO_MODEL = {"pos_emb": "server", "mask_token": False}
 
 
 class TrainingDiverged(TavitError):
@@ -39,7 +42,8 @@ def _check_workdir_config(config, workdir: str, write: bool = True) -> None:
   current = {key: config_files.lookup(config, key) for key in _STRUCTURAL}
   current = json.loads(json.dumps(current))  # Tuples as lists, like the stored copy.
   if os.path.exists(path):
-    stored = files.read_json(path)
+    stored = {**_ADDED, **files.read_json(path)}
+    stored["model"] = {**_ADDED_TO_MODEL, **stored.get("model", {})}
     changed = [key for key in _STRUCTURAL if stored.get(key) != current[key]]
     if changed:
       raise TavitError(f"{workdir} holds a run with a different {', '.join(changed)} "
