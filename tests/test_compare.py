@@ -43,17 +43,17 @@ def test_baselines_table_from_real_runs_then_resumed(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_paper_size_runs_end_to_end_on_tiny_data(tmp_path, data_dir):
-  """configs/paper.py (its model with one body layer, to compile in time) and the published
-  column, one step per phase on tiny data; Base and Single keep their task's clients."""
+  """configs/paper.py (its model at width 32 with one body layer, to run in CI time) and the
+  published column, one step per phase on tiny data; Base and Single keep their task's clients."""
   result = compare(tmp_path, data_dir, "--table=baselines", "--size=paper", "--tasks=denoising",
                    "--override=data.suite=tiny", "--override=clients=('denoising','deraining')",
-                   "--override=model.body_layers=1",
+                   "--override=model.body_layers=1", "--override=model.dim=32",
                    "--override=data.batch_size=1", "--override=eval.max_images=1",
                    "--override=eval.stride=64", "--override=train.client_phase_steps=(1,)")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "published (PSNR)" in (tmp_path / "baselines_paper.md").read_text()
   config = json.loads((tmp_path / "runs" / "base_denoising_seed0" / "config.json").read_text())
-  assert config["clients"] == ["denoising"] and config["model"]["dim"] == 128
+  assert config["clients"] == ["denoising"] and config["model"]["body_mlp_dim"] == 1024  # paper.py
 
 
 def test_unknown_task_and_bad_override_are_one_line(tmp_path, data_dir):
