@@ -39,6 +39,7 @@ def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0):
   return jax.tree_util.tree_map(np.asarray, (state, client_metrics, server_metrics))
 
 
+@pytest.mark.slow  # Four compilations of the steps: over 30 s on 2 cores.
 def test_permuted_steps_equal_unpermuted_ones():
   """A Transformer without positional terms is permutation-equivariant: shuffling the tokens
   on the wire and unshuffling f_B changes nothing but float rounding."""
@@ -90,6 +91,7 @@ def test_unknown_pos_emb_is_refused():
     models.build(micro_config("nowhere"), PATCH)
 
 
+@pytest.mark.slow
 def test_punched_step_trains_the_mask_token():
   before = models.build(micro_config(mask_token=True), PATCH).init_body(jax.random.PRNGKey(0))
   state, client_metrics, server_metrics = run_steps(False, token_keep=0.25)
