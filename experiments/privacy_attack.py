@@ -68,14 +68,13 @@ class ServerView:
     self.permute, self.token_keep = permute, token_keep
 
   def __call__(self, f_h, key):
-    b, h, w, c = f_h.shape
-    keys = jnp.stack([key, jax.random.fold_in(key, 1)])
+    b, h, w, _ = f_h.shape
     if self.token_keep < 1:  # Unsent tokens: the server has nothing there.
-      keep = protocol.keep_masks(keys, b, h * w, self.token_keep).reshape(b, h, w, 1)
+      keep = protocol.keep_masks(key, b, h * w, self.token_keep).reshape(b, h, w, 1)
       f_h = jnp.where(keep, f_h, 0.0)
     if self.permute:
       f_h = protocol.permute_tokens(f_h, protocol.token_permutations(
-          protocol.permutation_key(keys), b, h * w))
+          protocol.permutation_key(key), b, h * w))
     return f_h
 
 

@@ -82,14 +82,14 @@ def check_permutation(permute_tokens: str, pos_emb: str) -> bool:
   return permute_tokens != "none"
 
 
-def permutation_key(client_keys):
-  """The key of client k's token permutations at one step, from its (timestep, dropout) keys.
+def permutation_key(step_key):
+  """The key of a client's token permutations at one step, from its timestep key.
 
   In-process this stands for the client's private stream: nothing is sent, so the server
   never learns it. A deployment would draw it from the client's own randomness; by the
   body's permutation equivariance the result is the same to float tolerance.
   """
-  return jax.random.fold_in(client_keys[0], _PERMUTATION_STREAM)
+  return jax.random.fold_in(step_key, _PERMUTATION_STREAM)
 
 
 def token_permutations(key, batch: int, num_tokens: int):
@@ -124,15 +124,31 @@ def kept_tokens(num_tokens: int, token_keep: float) -> int:
   return max(1, round(token_keep * num_tokens))
 
 
-def keep_masks(client_keys, batch: int, num_tokens: int, token_keep: float):
+def keep_masks(step_key, batch: int, num_tokens: int, token_keep: float):
   """(batch, num_tokens) bool: a fresh random set of `kept_tokens` positions per sample.
 
-  Drawn from the step's keys, which the server sends, so the server knows the positions
-  without being told: only the kept tokens' values cross the wire.
+  Drawn from the client's timestep key, which the server sends, so the server knows the
+  positions without being told: only the kept tokens' values cross the wire.
   """
-  key = jax.random.fold_in(client_keys[0], _KEEP_STREAM)
+  key = jax.random.fold_in(step_key, _KEEP_STREAM)
   orders = token_permutations(key, batch, num_tokens)
   return jnp.argsort(orders, axis=-1) < kept_tokens(num_tokens, token_keep)
+
+
+def kept_only(features, keep):
+  """(B, h, w, C) → (B, kept, C): the kept tokens in position order, what is sent."""
+  b, h, w, c = features.shape
+  order = jnp.argsort(~keep, axis=-1, stable=True)[:, :int(keep[0].sum())]
+  return jnp.take_along_axis(features.reshape(b, h * w, c), order[..., None], axis=1)
+
+
+def fill_kept(tokens, keep, grid: tuple):
+  """The inverse of `kept_only`: (B, kept, C) back on a (B, h, w, C) grid, zeros elsewhere."""
+  b, kept, c = tokens.shape
+  order = jnp.argsort(~keep, axis=-1, stable=True)[:, :kept]
+  full = jnp.zeros((b, grid[0] * grid[1], c), tokens.dtype)
+  full = full.at[jnp.arange(b)[:, None], order].set(tokens)
+  return full.reshape(b, *grid, c)
 
 
 def apply_client_grads(tx: optax.GradientTransformation, head, tail, opt_state, head_grad,
@@ -154,9 +170,9 @@ def client_forward(model: Model, head, x, timesteps):
   return model.head_apply(head, x, timesteps)
 
 
-def server_forward(model: Model, body, f_h, dropout_rng=None):
-  """Step 2, server: returns f_B to send back."""
-  return model.body_apply(body, f_h, dropout_rng)
+def server_forward(model: Model, body, f_h, dropout_rng=None, keep=None):
+  """Step 2, server: returns f_B to send back (`keep`: the tokens sent, if punched)."""
+  return model.body_apply(body, f_h, dropout_rng, keep)
 
 
 def client_backward(model: Model, tail, cache, f_b, target):
@@ -169,9 +185,10 @@ def client_backward(model: Model, tail, cache, f_b, target):
   return loss, tail_grad, f_b_grad, cache_grad
 
 
-def server_backward(model: Model, body, f_h, f_b_grad, dropout_rng=None):
-  """Step 4, server: (∂L/∂body, ∂L/∂f_H); the same dropout_rng as the forward."""
-  _, vjp = jax.vjp(lambda body, f_h: server_forward(model, body, f_h, dropout_rng), body, f_h)
+def server_backward(model: Model, body, f_h, f_b_grad, dropout_rng=None, keep=None):
+  """Step 4, server: (∂L/∂body, ∂L/∂f_H); the same dropout_rng and keep as the forward."""
+  _, vjp = jax.vjp(lambda body, f_h: server_forward(model, body, f_h, dropout_rng, keep), body,
+                   f_h)
   return vjp(f_b_grad)
 
 

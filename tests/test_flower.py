@@ -136,10 +136,13 @@ def test_two_tasks_over_flower_end_like_the_in_process_run(data_dir, jax_cache, 
     print(summarize(deployment.server_dir))
 
 
-def test_permuted_tokens_over_flower_end_like_the_in_process_run(data_dir, jax_cache, tmp_path):
-  """p-FeSTA over Flower: each client shuffles with its own secret, the in-process run with
-  its key stream; by the body's permutation equivariance both end at the same parameters."""
-  changes = overrides(data_dir, **{"model.pos_emb": "client", "train.permute_tokens": "per_sample"})
+def test_permuted_punched_tokens_over_flower_end_like_the_in_process_run(data_dir, jax_cache,
+                                                                         tmp_path):
+  """p-FeSTA and CutMixSL's punching over Flower: each client shuffles with its own secret
+  (the in-process run with its key stream; by the body's permutation equivariance both end
+  at the same parameters) and sends half of its f_H tokens; the bytes are as predicted."""
+  changes = overrides(data_dir, **{"model.pos_emb": "client", "train.permute_tokens": "per_sample",
+                                   "model.mask_token": True, "train.token_keep": 0.5})
   config = settings.load_config(CONFIG, changes)
   with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
                               jax_cache) as deployment:
@@ -151,6 +154,11 @@ def test_permuted_tokens_over_flower_end_like_the_in_process_run(data_dir, jax_c
     for k in range(2):
       secret = os.path.join(deployment.client_dir(k), "permutation_secret")
       assert os.stat(secret).st_mode & 0o077 == 0  # This user's only.
+    wire = [r for r in read_jsonl(os.path.join(deployment.server_dir, "wire.jsonl"))
+            if "up_predicted" in r]
+    full = 2 * 8 * 8 * 32 * 4  # batch 2 × f_H of (8, 8, 32) float32.
+    assert {(r["phase"], r["up_payload"], r["down_payload"]) for r in wire} == {
+        ("client", full // 2 + full, full + full // 2), ("server", full // 2 + full, full)}
 
 
 def test_killed_client_and_server_resume_without_losing_acknowledged_work(data_dir, jax_cache,

@@ -66,7 +66,7 @@ def test_the_server_sees_fresh_permutations_per_sample_and_step():
   seen = []
   for step in range(2):
     _, keys = protocol.step_keys(jax.random.fold_in(jax.random.PRNGKey(0), step), 1)
-    order = protocol.token_permutations(protocol.permutation_key(keys[0]), 2, 16)
+    order = protocol.token_permutations(protocol.permutation_key(keys[0, 0]), 2, 16)
     sent = np.asarray(protocol.permute_tokens(f_h, order))
     np.testing.assert_array_equal(protocol.unpermute_tokens(sent, order), f_h)
     firsts = sent[..., 0].reshape(2, 16) - f_h[..., 0].reshape(2, 16)[:, :1]  # Token indices × 3.
@@ -107,7 +107,7 @@ def test_mask_token_replaces_exactly_the_tokens_not_sent():
   everything = np.ones((2, tokens), bool)
   np.testing.assert_array_equal(model.body_apply(body, f_h, keep=everything), model.body_apply(body, f_h))
   _, keys = protocol.step_keys(jax.random.PRNGKey(0), 1)
-  keep = np.asarray(protocol.keep_masks(keys[0], 2, tokens, 0.25))
+  keep = np.asarray(protocol.keep_masks(keys[0, 0], 2, tokens, 0.25))
   assert keep.sum(axis=1).tolist() == [tokens // 4] * 2 and not np.array_equal(keep[0], keep[1])
   grad = jax.grad(lambda f: model.body_apply(body, f, keep=keep).sum())(f_h)
   per_token = np.abs(np.asarray(grad)).reshape(2, tokens, -1).sum(-1)
@@ -134,3 +134,16 @@ def test_punching_refusals_are_one_line(token_keep, mask_token, message):
   with pytest.raises(TavitError, match=message) as error:
     protocol.check_token_keep(token_keep, mask_token)
   assert "\n" not in str(error.value)
+
+
+def test_only_the_kept_tokens_are_sent_and_they_go_back_in_place():
+  f_h = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
+  _, keys = protocol.step_keys(jax.random.PRNGKey(0), 1)
+  keep = protocol.keep_masks(keys[0, 0], 2, 16, 0.5)
+  sent = np.asarray(protocol.kept_only(f_h, keep))
+  assert sent.shape == (2, 8, 3)
+  for b in range(2):
+    np.testing.assert_array_equal(sent[b], f_h[b].reshape(16, 3)[np.asarray(keep[b])])
+  back = np.asarray(protocol.fill_kept(sent, keep, (4, 4))).reshape(2, 16, 3)
+  np.testing.assert_array_equal(back[np.asarray(keep)], f_h.reshape(2, 16, 3)[np.asarray(keep)])
+  assert np.all(back[~np.asarray(keep)] == 0)

@@ -79,15 +79,15 @@ def step_task(server: BodyServer, k: int, step: int, phase: str, keys: np.ndarra
       if config.get("done"):
         return None
       f_h = arrays.get("f_h")
-    f_h = _checked("f_h", f_h, server.token_shape)
-    f_b = server.forward(f_h, dropout_key)
+    f_h = _checked("f_h", f_h, server.sent_shape)
+    f_b = server.forward(f_h, dropout_key, keys[k, 0])
     last = phase == "server"
     extra = prefetch.config() if last and prefetch else {}
     config, arrays = yield ("backward", {**common, **extra}, {"f_b": f_b})
     if config.get("done"):
       return None
     f_b_grad = _checked("f_b_grad", arrays.get("f_b_grad"), server.token_shape)
-    body_grad, f_h_grad = server.backward(f_h, f_b_grad, dropout_key)
+    body_grad, f_h_grad = server.backward(f_h, f_b_grad, dropout_key, keys[k, 0])
     loss = float(config["loss"])
     if last:
       _keep_prefetch(prefetched, k, prefetch, config, arrays)

@@ -37,6 +37,12 @@ class BodyServer:
     self.num_clients = len(config.clients)
     self.model = models.build(config.model, config.data.patch_size)
     self.token_shape = (config.data.batch_size, *self.model.token_shape)
+    self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
+    self.permuted = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
+    kept = protocol.kept_tokens(self.token_shape[1] * self.token_shape[2], self.token_keep)
+    # f_H and ∂L/∂f_H carry only the kept tokens when punched (SPEC §5.2).
+    self.sent_shape = (self.token_shape if self.token_keep == 1 else
+                       (config.data.batch_size, kept, self.token_shape[3]))
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.dropout = config.model.body_dropout > 0
     _, tx = state_lib.optimizers(config.train, self.num_clients)
@@ -75,15 +81,31 @@ class BodyServer:
   def dropout_key(self, keys: np.ndarray, k: int):
     return keys[k, 1] if self.dropout else None
 
-  def forward(self, f_h: np.ndarray, dropout_key) -> np.ndarray:
+  def _received(self, f_h: np.ndarray, step_key):
+    """f_H on the token grid and the kept mask (None unless punched). The kept tokens sit
+    where the step's key says, or, when clients permute, in the first slots (their order
+    is the clients' secret and the body does not depend on it)."""
     f_h = f_h.astype(self.feature_dtype, copy=False)
-    return np.asarray(self._forward(self.state["body"], f_h, dropout_key), np.float32)
+    if self.token_keep == 1:
+      return f_h, None
+    b, h, w, _ = self.token_shape
+    if self.permuted:
+      keep = np.broadcast_to(np.arange(h * w) < f_h.shape[1], (b, h * w))
+    else:
+      keep = protocol.keep_masks(step_key, b, h * w, self.token_keep)
+    return protocol.fill_kept(f_h, keep, (h, w)), keep
 
-  def backward(self, f_h: np.ndarray, f_b_grad: np.ndarray, dropout_key):
-    """(∂L/∂body, ∂L/∂f_H as numpy)."""
-    f_h = f_h.astype(self.feature_dtype, copy=False)
+  def forward(self, f_h: np.ndarray, dropout_key, step_key) -> np.ndarray:
+    f_h, keep = self._received(f_h, step_key)
+    return np.asarray(self._forward(self.state["body"], f_h, dropout_key, keep), np.float32)
+
+  def backward(self, f_h: np.ndarray, f_b_grad: np.ndarray, dropout_key, step_key):
+    """(∂L/∂body, ∂L/∂f_H as numpy, of the kept tokens only if punched)."""
+    f_h, keep = self._received(f_h, step_key)
     f_b_grad = f_b_grad.astype(self.feature_dtype, copy=False)
-    body_grad, f_h_grad = self._backward(self.state["body"], f_h, f_b_grad, dropout_key)
+    body_grad, f_h_grad = self._backward(self.state["body"], f_h, f_b_grad, dropout_key, keep)
+    if keep is not None:
+      f_h_grad = protocol.kept_only(f_h_grad, keep)
     return body_grad, np.asarray(f_h_grad, np.float32)
 
   def apply(self, body_grads: list) -> None:

@@ -60,7 +60,8 @@ class _Trainer:
     self.prefetched: dict = {}
     # What each client should send and receive per step of each phase (float32 on the wire).
     self.predicted_bytes = communication.bytes_per_step(
-        self.server.model, config.data.patch_size, config.data.batch_size)
+        self.server.model, config.data.patch_size, config.data.batch_size,
+        token_keep=config.train.token_keep)
 
   def _shares_task(self, k: int) -> bool:
     return int(np.sum(self.ids == self.ids[k])) > 1

@@ -39,9 +39,6 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.flower.on_client_failure not in FAILURE_POLICIES:
     raise TavitError(f"flower.on_client_failure must be one of {FAILURE_POLICIES}, "
                      f"not {config.flower.on_client_failure!r}")
-  if config.train.get("token_keep", 1) != 1:
-    raise TavitError("train.token_keep is simulated by tavit-train only so far; tavit-flower "
-                     "sends every token")
   if config.train.wire_dtype != "float32":
     raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
                      f"{config.train.wire_dtype!r} is simulated by tavit-train only")

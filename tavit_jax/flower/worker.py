@@ -90,6 +90,7 @@ class ClientWorker:
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.permute = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
     self._secret = _permutation_secret(workdir) if self.permute else None
+    self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     tx, _ = state_lib.optimizers(config.train, len(tasks))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
@@ -142,24 +143,55 @@ class ClientWorker:
     self.checkpoints.save(self.meta["commit"], self.state,
                           {"data": self.committed_data, "meta": self.meta})
 
-  def _feature(self, name: str, arrays: dict) -> np.ndarray:
+  @property
+  def _sent_shape(self) -> tuple:
+    b, h, w, c = self.token_shape
+    return self.token_shape if self.token_keep == 1 else (
+        b, protocol.kept_tokens(h * w, self.token_keep), c)
+
+  def _feature(self, name: str, arrays: dict, shape=None) -> np.ndarray:
     """A received f_B or ∂L/∂f_H: checked, then in the model's feature dtype."""
-    array = wire.check_array(name, arrays.get(name), self.token_shape)
+    array = wire.check_array(name, arrays.get(name), shape or self.token_shape)
     return array.astype(self.feature_dtype, copy=False)
 
-  def _order(self, step: int) -> np.ndarray:
+  def _order(self, step: int, key) -> np.ndarray:
     """This client's token order per sample at `step` (SPEC §5.1): from its own secret,
-    never sent; the same after a restart, so a resent request gets the same answer."""
+    never sent; the same after a restart, so a resent request gets the same answer. When
+    punched, the kept tokens come first: the server fills the other slots."""
     rng = np.random.default_rng([self._secret, step])
-    tokens = self.token_shape[1] * self.token_shape[2]
-    return np.stack([rng.permutation(tokens) for _ in range(self.batch_size)])
+    b, h, w, _ = self.token_shape
+    if self.token_keep == 1:
+      return np.stack([rng.permutation(h * w) for _ in range(b)])
+    keep = np.asarray(self._keep(key))
+    return np.stack([np.concatenate([rng.permutation(np.flatnonzero(row)),
+                                     rng.permutation(np.flatnonzero(~row))]) for row in keep])
 
-  def _to_wire(self, step: int, array) -> np.ndarray:
-    array = np.asarray(array, np.float32)
-    return np.asarray(protocol.permute_tokens(array, self._order(step))) if self.permute else array
+  def _keep(self, key):
+    """Which tokens are sent at this step (the server draws the same from the same key)."""
+    b, h, w, _ = self.token_shape
+    return protocol.keep_masks(jnp.asarray(key, jnp.uint32), b, h * w, self.token_keep)
 
-  def _from_wire(self, step: int, array):
-    return protocol.unpermute_tokens(array, self._order(step)) if self.permute else array
+  def _to_wire(self, step: int, key, array, sent_only: bool = False) -> np.ndarray:
+    """What goes up: permuted; f_H (`sent_only`) only its kept tokens when punched."""
+    if self.permute:
+      array = protocol.permute_tokens(array, self._order(step, key))
+    if sent_only and self.token_keep < 1:
+      b, h, w, c = self.token_shape
+      array = (np.asarray(array).reshape(b, h * w, c)[:, :self._sent_shape[1]] if self.permute
+               else protocol.kept_only(array, self._keep(key)))
+    return np.asarray(array, np.float32)
+
+  def _from_wire(self, step: int, key, array, sent_only: bool = False):
+    """What came down, back on the grid in this client's order (∂L/∂f_H: `sent_only`)."""
+    if sent_only and self.token_keep < 1:
+      b, h, w, c = self.token_shape
+      if self.permute:
+        grid = np.zeros((b, h * w, c), array.dtype)
+        grid[:, :array.shape[1]] = array
+        array = grid.reshape(b, h, w, c)
+      else:
+        array = protocol.fill_kept(array, self._keep(key), (h, w))
+    return protocol.unpermute_tokens(array, self._order(step, key)) if self.permute else array
 
   def _done(self, config) -> bool:
     return config.get("phase") == "client" and config["step"] <= self.meta["last_update"]
@@ -180,7 +212,7 @@ class ClientWorker:
     timesteps = self.model.timesteps(jnp.asarray(config["key"], jnp.uint32), self.batch_size)
     f_h, cache = self._forward(self.state["head"], x, timesteps)
     self.pending = {"step": step, "x": x, "y": y, "t": timesteps, "cache": cache}
-    return {}, {"f_h": self._to_wire(step, f_h)}
+    return {}, {"f_h": self._to_wire(step, config["key"], f_h, sent_only=True)}
 
   def backward(self, config, arrays):
     f_b = self._feature("f_b", arrays)
@@ -190,21 +222,22 @@ class ClientWorker:
       self.forward(config, {})  # Restarted since: recompute, it is pure.
     p = self.pending
     loss, tail_grad, f_b_grad, cache_grad = self._backward(
-        self.state["tail"], p["cache"], self._from_wire(p["step"], f_b), p["y"])
+        self.state["tail"], p["cache"], self._from_wire(p["step"], config["key"], f_b), p["y"])
     p.update(tail_grad=tail_grad, cache_grad=cache_grad, loss=float(loss))
-    return {"loss": float(loss)}, {"f_b_grad": self._to_wire(p["step"], f_b_grad)}
+    return {"loss": float(loss)}, {"f_b_grad": self._to_wire(p["step"], config["key"], f_b_grad)}
 
   def update(self, config, arrays):
     step = config["step"]
     if step <= self.meta["last_update"]:
       return {"done": True}, {}
-    f_h_grad = self._feature("f_h_grad", arrays)
+    f_h_grad = self._feature("f_h_grad", arrays, self._sent_shape)
     p = self.pending
     if p is None or p["step"] != step or "tail_grad" not in p:
       return {"stale": True}, {}  # Restarted after backward: the server redoes the step.
     s = self.state
     head, tail, opt = self._update(s["head"], s["tail"], s["opt"], p["x"], p["t"],
-                                   self._from_wire(step, f_h_grad), p["cache_grad"],
+                                   self._from_wire(step, config["key"], f_h_grad, sent_only=True),
+                                   p["cache_grad"],
                                    p["tail_grad"])
     self.state = {"head": head, "tail": tail, "opt": opt}
     self.meta = dict(self.meta, last_update=step)

@@ -76,11 +76,12 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     f_h, cache = model.head_apply(head, x, timesteps)
     batch, num_tokens = x.shape[0], f_h.shape[1] * f_h.shape[2]
     keep = (None if token_keep == 1 else
-            protocol.keep_masks(keys, batch, num_tokens, token_keep))
+            protocol.keep_masks(keys[0], batch, num_tokens, token_keep))
     if not permute_tokens:
       f_b = send(model.body_apply(body, send(f_h), dropout_rng, keep))
-    else:
-      order = protocol.token_permutations(protocol.permutation_key(keys), batch, num_tokens)
+    else:  # The kept set is chosen in the client's order, then everything is shuffled.
+      order = protocol.token_permutations(protocol.permutation_key(keys[0]), batch, num_tokens)
+      keep = None if keep is None else jnp.take_along_axis(keep, order, axis=1)
       f_b_seen = model.body_apply(body, send(protocol.permute_tokens(f_h, order)), dropout_rng,
                                   keep)
       f_b = protocol.unpermute_tokens(send(f_b_seen), order)
