@@ -1,11 +1,15 @@
-"""experiments/privacy_attack.py end to end on a tiny permuted, punched run (numbers not asserted)."""
+"""experiments/privacy_attack.py end to end on a tiny permuted, punched run (numbers not
+asserted), and that run's export, which restores unpermuted."""
 
 import csv
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from tavit_jax.serving import export, inference, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,3 +39,11 @@ def test_attack_runs_end_to_end_on_a_permuted_punched_run(tmp_path, data_dir):
   assert "f_H permuted, 0.5 of the tokens" in (out / "attack.md").read_text()
   for task in ("denoising", "deraining"):
     assert (out / f"attack_{task}.png").stat().st_size > 10_000
+  # The client's position embedding travels with the export; inference runs unpermuted.
+  exported = tmp_path / "exported"
+  export.export(str(workdir), str(exported), client="denoising", platforms=("cpu",))
+  patches = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  trained = sources.from_workdir(str(workdir), client="denoising")
+  assert "position_embedding" in trained.params["head"]
+  np.testing.assert_allclose(inference.load(str(exported)).restore_patches(patches),
+                             trained.restore_fn()(trained.params, patches), rtol=1e-5, atol=1e-6)
