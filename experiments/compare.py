@@ -2,6 +2,7 @@
 
   python experiments/compare.py --table=baselines --seeds=3
   python experiments/compare.py --table=ablations --seeds=3
+  python experiments/compare.py --table=privacy --seeds=3
   python experiments/compare.py --table=baselines --size=paper --data_dir=/data/tfds  # accelerator
 
 baselines: per task, Base (one client, head + body + tail end to end), Single (TAViT with that
@@ -9,6 +10,9 @@ task's two clients) and Multi (TAViT with every task's clients), at equal per-cl
 the same steps per client, server steps and evaluation (configs/baselines.py).
 ablations: TAViT (Multi) against the body frozen at its initialisation (no server phase), no
 FedAvg of same-task clients, server phases 4× longer, and the whole run 2× longer.
+privacy: what crosses the wire (SPEC §5): plain TAViT, permuted tokens, punched tokens
+(ρ = 0.5, 0.25) and a bfloat16 wire; per variant also the bytes per client step and what
+experiments/privacy_attack.py reconstructs from f_H (run once per finished run).
 
 Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
 runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
@@ -20,7 +24,9 @@ override of `clients` changes Multi only (Base and Single keep their task's clie
 """
 
 import ast
+import collections
 import concurrent.futures
+import csv
 import dataclasses
 import datetime
 import json
@@ -31,6 +37,7 @@ import sys
 import time
 
 from absl import flags
+import numpy as np
 
 from tavit_jax import config_files, files, schedule
 from tavit_jax.cli.common import no_arguments, run_app
@@ -42,7 +49,8 @@ import tables  # pylint: disable=g-import-not-at-top,wrong-import-position  # no
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("default", "paper", "tiny")
 
-_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations"], "which comparison")
+_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations", "privacy"],
+                          "which comparison")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1 of every run")
 _SIZE = flags.DEFINE_enum("size", "default", SIZES, "configs/<size>.py is Multi (tiny: tests)")
 _TASKS = flags.DEFINE_list("tasks", None, "only these tasks' Base/Single runs (default: all)")
@@ -50,6 +58,16 @@ _JOBS = flags.DEFINE_integer("jobs", 1, "runs at once")
 _OUT = flags.DEFINE_string("out", "experiments/results", "folder for runs and tables")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir of every run")
 _OVERRIDE = flags.DEFINE_multi_string("override", [], "key=value for every run's config")
+_COLUMNS = flags.DEFINE_list("columns", None, "only these columns' runs (default: all)")
+_ATTACK_STEPS = flags.DEFINE_integer("attack_steps", 400, "privacy: attacker training steps")
+
+PRIVACY_VARIANTS = {
+    "plain": (),
+    "permuted": (("model.pos_emb", "client"), ("train.permute_tokens", "per_sample")),
+    "punched ρ=0.5": (("model.mask_token", True), ("train.token_keep", 0.5)),
+    "punched ρ=0.25": (("model.mask_token", True), ("train.token_keep", 0.25)),
+    "bfloat16 wire": (("train.wire_dtype", "bfloat16"),),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +99,7 @@ def _parse_overrides(pairs) -> tuple:
   return tuple(parsed.items())
 
 
-def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
+def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, columns_only=None):
   """(columns, (column, baseline) whose PSNR gain is shown, runs)."""
   multi = os.path.join(ROOT, "configs", f"{size}.py")
   common = tuple((k, v) for k, v in overrides if k != "clients")
@@ -105,7 +123,7 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
       runs.append(Run("Multi", f"multi_seed{seed}", multi, s + multi_only))
   else:
     train = reference.train
-    variants = {
+    variants = PRIVACY_VARIANTS if table == "privacy" else {
         "TAViT": (),
         "body frozen": (("train.server_phase_steps", 0),),
         "no FedAvg": (("train.unify_every", -1),),
@@ -115,9 +133,16 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir):
     columns, gain = list(variants), None
     for seed in range(seeds):
       for column, changes in variants.items():
-        name = column.replace(" ", "_").replace("×", "x")
+        name = column.replace(" ", "_").replace("×", "x").replace("ρ=", "")
         runs.append(Run(column, f"{name}_seed{seed}", multi,
                         common + multi_only + (("seed", seed),) + changes))
+  if columns_only:
+    unknown = set(columns_only) - set(columns)
+    if unknown:
+      raise TavitError(f"--columns {', '.join(sorted(unknown))}: the {table} table has "
+                       f"{', '.join(columns)}")
+    columns = [c for c in columns if c in columns_only]
+    runs = [run for run in runs if run.column in columns]
   return columns, gain, runs
 
 
@@ -159,6 +184,57 @@ def _execute(run: Run, workdir: str, log_path: str) -> int:
   return code
 
 
+def _attack(run: Run, workdir: str, log_path: str) -> int:
+  """experiments/privacy_attack.py on a finished run, once."""
+  if os.path.exists(os.path.join(workdir, "privacy_attack", "attack.csv")):
+    return 0
+  config = run.load()
+  command = [sys.executable, os.path.join(ROOT, "experiments", "privacy_attack.py"),
+             f"--workdir={workdir}", f"--suite={config.data.suite}",
+             f"--steps={_ATTACK_STEPS.value}"]
+  command += [f"--data_dir={config.data.data_dir}"] if config.data.data_dir else []
+  with open(log_path, "a") as log:
+    return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _wire_table(runs, workdir, columns) -> list[str]:
+  """Per variant: bytes per client-phase step each way and the attacker's reconstruction
+  PSNR per task (mean over seeds), as Markdown lines."""
+  # pylint: disable=g-import-not-at-top  # JAX only for this table.
+  from tavit_jax import models
+  from tavit_jax.evaluation import communication
+  attacks = collections.defaultdict(list)
+  sizes = {}
+  for run in runs:
+    path = os.path.join(workdir(run), "privacy_attack", "attack.csv")
+    if os.path.exists(path):
+      with open(path) as f:
+        for row in csv.DictReader(f):
+          attacks[(run.column, row["task"], row["attacker"])].append(
+              float(row["reconstruction/psnr"]))
+    if run.column not in sizes:
+      config = run.load()
+      model = models.build(config.model, config.data.patch_size)
+      sizes[run.column] = communication.bytes_per_step(
+          model, config.data.patch_size, config.data.batch_size, config.train.wire_dtype,
+          config.train.token_keep)
+  task_names = list(dict.fromkeys(task for _, task, _ in attacks))
+  lines = ["What crosses the wire per client and client-phase step, and what an inversion "
+           "attacker reconstructs from f_H (PSNR of the client's input, dB, mean over seeds; "
+           "lower is more private):", "",
+           "| variant | up (B) | down (B) | " + " | ".join(task_names) + " |",
+           "|---|---|---|" + "---|" * len(task_names)]
+  for column in columns:
+    cells = []
+    for task in task_names:
+      found = {a: np.mean(v) for (c, t, a), v in attacks.items() if c == column and t == task}
+      cells.append(" / ".join(f"{v:.2f}" for v in found.values()) or "—")
+    lines.append(f"| {column} | {sizes[column]['client_phase_up']:,} | "
+                 f"{sizes[column]['client_phase_down']:,} | " + " | ".join(cells) + " |")
+  lines += ["", "(permuted: attacker trained on permuted tokens / on tokens in order)", ""]
+  return lines
+
+
 def _machine() -> str:
   return f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform(terse=True)}"
 
@@ -176,7 +252,7 @@ def _main(argv) -> None:
   started = time.time()
   out = files.resolve(_OUT.value)
   columns, gain, runs = plan(_TABLE.value, _SIZE.value, _SEEDS.value, _TASKS.value,
-                             _parse_overrides(_OVERRIDE.value), _DATA_DIR.value)
+                             _parse_overrides(_OVERRIDE.value), _DATA_DIR.value, _COLUMNS.value)
   workdir = lambda run: os.path.join(out, "runs", run.name)
   log_path = lambda run: os.path.join(out, "logs", f"{run.name}.log")
   os.makedirs(os.path.join(out, "logs"), exist_ok=True)
@@ -194,6 +270,12 @@ def _main(argv) -> None:
       if code != 0:
         failed.append(run.name)
   finished = [(run, _finished(run, workdir(run))) for run in runs]
+  wire_lines = []
+  if _TABLE.value == "privacy":
+    for run, rows in finished:
+      if rows and _attack(run, workdir(run), log_path(run)) != 0:
+        failed.append(f"{run.name} (attack)")
+    wire_lines = _wire_table(runs, workdir, columns)
   rows = tables.aggregate([(run.column, r) for run, r in finished if r], columns)
   if not rows:
     raise TavitError(f"no run finished; see the logs in {os.path.join(out, 'logs')}")
@@ -209,7 +291,7 @@ def _main(argv) -> None:
            f"{_commit()}; {datetime.date.today()}. Output PSNR (dB, mean ± std over seeds) / "
            f"SSIM (mean) on the held-out test images, after the last phase.", "",
            *tables.markdown(rows, columns, gain, with_published=_SIZE.value == "paper"), "",
-           f"![{name}]({name}.png)"]
+           *wire_lines, f"![{name}]({name}.png)"]
   with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   tables.write_csv(rows, columns, os.path.join(out, f"{name}.csv"))
