@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("default", "paper", "tiny")
 
 _TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations", "privacy"],
-                          "which comparison")
+                           "which comparison")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1 of every run")
 _SIZE = flags.DEFINE_enum("size", "default", SIZES, "configs/<size>.py is Multi (tiny: tests)")
 _TASKS = flags.DEFINE_list("tasks", None, "only these tasks' Base/Single runs (default: all)")

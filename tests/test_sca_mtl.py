@@ -32,6 +32,7 @@ def test_ctam_queries_its_own_task_and_reads_only_the_other_tasks_memories():
   ctam = CrossTaskAttention(num_tasks=3, memory_tokens=2, heads=2)
   params = opened(ctam.init(KEY, tokens, tasks))
   base = ctam.apply(params, tokens, tasks)
+
   def with_memory(task, delta):
     p = jax.tree_util.tree_map(lambda x: x, params)
     p["params"]["memory"] = p["params"]["memory"].at[task].add(delta)
