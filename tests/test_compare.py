@@ -48,6 +48,7 @@ def test_paper_size_runs_end_to_end_on_tiny_data(tmp_path, data_dir):
   result = compare(tmp_path, data_dir, "--table=baselines", "--size=paper", "--tasks=denoising",
                    "--override=data.suite=tiny", "--override=clients=('denoising','deraining')",
                    "--override=model.body_layers=1", "--override=model.dim=32",
+                   "--override=data.workers=0",  # paper.py's 4 loader processes, on 2 cores.
                    "--override=data.batch_size=1", "--override=eval.max_images=1",
                    "--override=eval.stride=64", "--override=train.client_phase_steps=(1,)")
   assert result.returncode == 0, result.stderr[-3000:]
