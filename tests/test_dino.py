@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from tavit_jax.models.body import Body
 from tavit_jax.training import dino
@@ -54,6 +55,7 @@ def test_token_views_are_random_subsets_per_sample():
   assert not np.array_equal(large[0, :, 0] - 0, large[1, :, 0] - 16)  # Drawn per sample.
 
 
+@pytest.mark.slow  # 60 compiled steps.
 def test_a_few_steps_on_tiny_data_lower_the_loss():
   """Tokens of one sample share a vector (plus noise), so views of a sample agree once the
   student has learnt it: the loss on fixed views against the current teacher and centre

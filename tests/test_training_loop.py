@@ -153,6 +153,7 @@ def test_launcher_config_mistakes_are_one_line(flag, message, tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # A launched process (over 20 s); the in-process NaN test stays fast.
 def test_launcher_reports_nan_in_one_line(data_dir, tmp_path):
   result = _launch("--config=configs/tiny.py", f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}",
                    "--config.train.client_lr=inf")

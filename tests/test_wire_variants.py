@@ -2,7 +2,6 @@
 punched tokens (SPEC §5.2)."""
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 import pytest
