@@ -124,6 +124,13 @@ def kept_tokens(num_tokens: int, token_keep: float) -> int:
   return max(1, round(token_keep * num_tokens))
 
 
+def sent_shape(token_shape: tuple, token_keep: float) -> tuple:
+  """The shape of the f_H (and ∂L/∂f_H) message for (B, h, w, C) tokens: (B, kept, C) when
+  punched, else the grid itself."""
+  b, h, w, c = token_shape
+  return token_shape if token_keep == 1 else (b, kept_tokens(h * w, token_keep), c)
+
+
 def keep_masks(step_key, batch: int, num_tokens: int, token_keep: float):
   """(batch, num_tokens) bool: a fresh random set of `kept_tokens` positions per sample.
 

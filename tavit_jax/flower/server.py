@@ -39,10 +39,8 @@ class BodyServer:
     self.token_shape = (config.data.batch_size, *self.model.token_shape)
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     self.permuted = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
-    kept = protocol.kept_tokens(self.token_shape[1] * self.token_shape[2], self.token_keep)
     # f_H and ∂L/∂f_H carry only the kept tokens when punched (SPEC §5.2).
-    self.sent_shape = (self.token_shape if self.token_keep == 1 else
-                       (config.data.batch_size, kept, self.token_shape[3]))
+    self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.dropout = config.model.body_dropout > 0
     _, tx = state_lib.optimizers(config.train, self.num_clients)

@@ -91,6 +91,7 @@ class ClientWorker:
     self.permute = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
     self._secret = _permutation_secret(workdir) if self.permute else None
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
+    self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     tx, _ = state_lib.optimizers(config.train, len(tasks))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
@@ -143,12 +144,6 @@ class ClientWorker:
     self.checkpoints.save(self.meta["commit"], self.state,
                           {"data": self.committed_data, "meta": self.meta})
 
-  @property
-  def _sent_shape(self) -> tuple:
-    b, h, w, c = self.token_shape
-    return self.token_shape if self.token_keep == 1 else (
-        b, protocol.kept_tokens(h * w, self.token_keep), c)
-
   def _feature(self, name: str, arrays: dict, shape=None) -> np.ndarray:
     """A received f_B or ∂L/∂f_H: checked, then in the model's feature dtype."""
     array = wire.check_array(name, arrays.get(name), shape or self.token_shape)
@@ -177,7 +172,7 @@ class ClientWorker:
       array = protocol.permute_tokens(array, self._order(step, key))
     if sent_only and self.token_keep < 1:
       b, h, w, c = self.token_shape
-      array = (np.asarray(array).reshape(b, h * w, c)[:, :self._sent_shape[1]] if self.permute
+      array = (np.asarray(array).reshape(b, h * w, c)[:, :self.sent_shape[1]] if self.permute
                else protocol.kept_only(array, self._keep(key)))
     return np.asarray(array, np.float32)
 
@@ -230,7 +225,7 @@ class ClientWorker:
     step = config["step"]
     if step <= self.meta["last_update"]:
       return {"done": True}, {}
-    f_h_grad = self._feature("f_h_grad", arrays, self._sent_shape)
+    f_h_grad = self._feature("f_h_grad", arrays, self.sent_shape)
     p = self.pending
     if p is None or p["step"] != step or "tail_grad" not in p:
       return {"stale": True}, {}  # Restarted after backward: the server redoes the step.
