@@ -11,14 +11,20 @@ import numpy as np
 
 from tavit_jax.errors import TavitError
 
-MODES = ("alternating", "end_to_end")
+MODES = ("alternating", "end_to_end", "single_round")
+# Kinds of phase in which the clients' heads and tails step (`Steps.client`). 'local' and
+# 'finetune' are single_round's message-free client phases (SPEC §5.3).
+CLIENT_KINDS = ("client", "local", "finetune")
+# Kinds of phase in which the body learns.
+SERVER_KINDS = ("server", "joint", "dino")
 
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
   index: int
   cycle: int  # From 1.
-  kind: str  # 'client' (heads/tails learn), 'server' (the body learns) or 'joint' (Base).
+  kind: str  # 'client' (heads/tails learn), 'server' (the body learns), 'joint' (Base), or
+  # single_round's 'local', 'upload', 'dino', 'finetune'.
   start: int  # Global step at which the phase starts.
   steps: int
 
@@ -29,6 +35,17 @@ class Phase:
   @property
   def name(self) -> str:
     return f"cycle {self.cycle} {self.kind}"
+
+  @property
+  def evaluated(self) -> bool:
+    """Whether the clients' models are evaluated after it: not after single_round's upload
+    and DINO phases, which leave every client's model as it was."""
+    return self.kind not in ("upload", "dino")
+
+  @property
+  def reads_data(self) -> bool:
+    """Whether its steps take a batch of client data (DINO reads only the uploaded tokens)."""
+    return self.kind != "dino"
 
 
 def client_phase_steps(train: ml_collections.ConfigDict, num_clients: int) -> np.ndarray:
@@ -42,9 +59,12 @@ def client_phase_steps(train: ml_collections.ConfigDict, num_clients: int) -> np
 
 def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Phase]:
   """'alternating': per cycle a client phase (as long as the longest client's) then a server
-  phase. 'end_to_end' (Base): per cycle one joint phase with the same number of steps."""
+  phase. 'end_to_end' (Base): per cycle one joint phase with the same number of steps.
+  'single_round': once each, local, upload, dino and finetune (`train.single_round`)."""
   if train.mode not in MODES:
     raise TavitError(f"train.mode must be one of {MODES}, not {train.mode!r}")
+  if train.mode == "single_round":
+    return _single_round_schedule(train)
   client_steps = int(client_phase_steps(train, num_clients).max())
   kinds = ([("client", client_steps), ("server", train.server_phase_steps)]
            if train.mode == "alternating" else [("joint", client_steps + train.server_phase_steps)])
@@ -57,8 +77,27 @@ def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Ph
   return phases
 
 
+def _single_round_schedule(train: ml_collections.ConfigDict) -> list[Phase]:
+  if "single_round" not in train:
+    raise TavitError("train.mode=single_round needs the train.single_round section of "
+                     "configs/single_round.py; start from that config")
+  lengths = train.single_round
+  kinds = [("local", lengths.local_steps), ("upload", lengths.upload_batches),
+           ("dino", lengths.dino_steps), ("finetune", lengths.finetune_steps)]
+  phases, start = [], 0
+  for kind, steps in kinds:
+    if steps <= 0:
+      raise TavitError(f"train.single_round: every phase needs at least one step ({kind}: {steps})")
+    phases.append(Phase(len(phases), 1, kind, start, steps))
+    start += steps
+  return phases
+
+
 def active_clients(phase: Phase, step: int, per_client_steps: np.ndarray) -> np.ndarray:
-  """Which clients still step at global `step` of a client phase."""
+  """Which clients still step at global `step` of a client phase (single_round's local and
+  finetune phases: all of them, for the whole phase)."""
+  if phase.kind != "client":
+    return np.ones(len(per_client_steps), bool)
   return (step - phase.start) < per_client_steps
 
 

@@ -17,7 +17,8 @@ def test_teacher_is_an_exact_ema_of_the_student():
   out = dino.ema(teacher, student, 0.75)
   np.testing.assert_allclose(out["w"], [1.5, 1.5])
   np.testing.assert_allclose(out["b"]["c"], 3.0)
-  assert dino.teacher_momentum(0, 100) == 0.996 and dino.teacher_momentum(100, 100) == 1.0
+  assert dino.teacher_momentum(0, 100) == pytest.approx(0.996)
+  assert dino.teacher_momentum(100, 100) == pytest.approx(1.0)
   assert dino.teacher_momentum(30, 100) < dino.teacher_momentum(60, 100)
 
 

@@ -12,7 +12,6 @@ momentum rises from 0.996 to 1 along a cosine; the centre is an EMA (0.9) of the
 batch-mean logits. These are the pieces; `train.mode=single_round` assembles them.
 """
 
-import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -84,9 +83,9 @@ def update_center(center, teacher_logits: Sequence, momentum: float = CENTER_MOM
   return momentum * center + (1 - momentum) * batch_mean
 
 
-def teacher_momentum(step: int, total_steps: int, base: float = BASE_TEACHER_MOMENTUM) -> float:
-  """From `base` at step 0 to 1 at `total_steps` along a cosine."""
-  return 1 - (1 - base) * (math.cos(math.pi * step / max(total_steps, 1)) + 1) / 2
+def teacher_momentum(step, total_steps: int, base: float = BASE_TEACHER_MOMENTUM):
+  """From `base` at step 0 to 1 at `total_steps` along a cosine (`step` may be traced)."""
+  return 1 - (1 - base) * (jnp.cos(jnp.pi * step / max(total_steps, 1)) + 1) / 2
 
 
 def ema(teacher, student, momentum):

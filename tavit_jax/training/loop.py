@@ -4,6 +4,7 @@ Importable from notebooks: `train_and_evaluate(config, workdir)`. Rerunning on t
 workdir resumes from the latest checkpoint (state, step, phase, RNG, data position).
 """
 
+import dataclasses
 import json
 import os
 from typing import Optional
@@ -18,7 +19,7 @@ from tavit_jax import config_files, files, models, protocol, roster, schedule as
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication, report
-from tavit_jax.training import distributed, state as state_lib, steps as steps_lib
+from tavit_jax.training import distributed, single_round, state as state_lib, steps as steps_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
@@ -82,6 +83,9 @@ def _diverged(step, phase, what: str, checkpoints: Checkpoints) -> TrainingDiver
 
 def _communication_table(config, model, phases, per_client_steps, ids) -> list[str]:
   """Bytes on the wire per client and step and in total; nothing for the unsplit Base."""
+  if config.train.mode == "single_round":
+    per_client = single_round.bytes_exchanged(model, config, config.train.wire_dtype)
+    return single_round.markdown_table(per_client, len(ids), config.train.wire_dtype)
   if config.train.mode != "alternating":
     return []
   per_step = communication.bytes_per_step(model, config.data.patch_size, config.data.batch_size,
@@ -91,9 +95,35 @@ def _communication_table(config, model, phases, per_client_steps, ids) -> list[s
   return communication.markdown_table(per_step, totals, config.train.wire_dtype)
 
 
+def _step_scalars(metrics: dict, clients) -> dict[str, float]:
+  """A step's metrics as named scalars: per-client losses under each client's name, the
+  server's own (e.g. the DINO loss) under theirs."""
+  scalars = {}
+  for name, value in metrics.items():
+    value = np.asarray(value)
+    if name == "loss":
+      scalars.update({f"train/loss/{c.name}": float(v) for c, v in zip(clients, value)})
+    else:
+      scalars[f"train/{name}"] = float(value)
+  return scalars
+
+
 def _phase_summary(phase, rows) -> str:
   parts = [f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB" for r in rows]
   return f"{phase.name}: " + "; ".join(parts)
+
+
+def _evaluate(steps, state, config, phase, step, primary, results, writer, workdir, say) -> None:
+  """After a phase: every task's test sets, recorded with a sample grid (primary only)."""
+  every_client = distributed.gather(state)  # Across processes: all of it, everywhere.
+  if not primary:
+    return
+  rows, samples = evaluate_clients(steps, every_client, list(config.clients), config)
+  writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
+                              for k, v in r.items() if "/" in k})
+  results.record(phase, step, rows)
+  report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
+  say(_phase_summary(phase, rows))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -121,6 +151,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   mesh = steps_lib.make_mesh()
   state = state_lib.init_state(model, client_tasks, client_tx, server_tx,
                                jax.random.PRNGKey(config.seed))
+  if config.train.mode == "single_round":
+    single_round.check_config(config)
+    state = single_round.init(model, state, config, server_tx, jax.random.PRNGKey(config.seed + 1))
   shardings = steps_lib.state_shardings(state, mesh, num_clients, client_map)
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
@@ -130,6 +163,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                    config.train.permute_tokens, config.model.pos_emb),
                                token_keep=protocol.check_token_keep(
                                    config.train.token_keep, config.model.mask_token))
+  if config.train.mode == "single_round":
+    upload, dino = single_round.make_steps(model, config, server_tx, phases,
+                                           protocol.wire_dtype(config.train.wire_dtype))
+    steps = dataclasses.replace(steps, upload=upload, dino=dino)
 
   client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
   local = distributed.local_clients(client_sharding, num_clients)  # Whose data this process reads.
@@ -160,23 +197,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       with tqdm(total=phase.steps, initial=step - phase.start, desc=phase.name, unit="step",
                 disable=not primary) as bar:
         while step < phase.end:
-          batch = distributed.to_global(next(data), client_sharding, num_clients)
-          if phase.kind == "client":
+          batch = (distributed.to_global(next(data), client_sharding, num_clients)
+                   if phase.reads_data else None)
+          if phase.kind in schedule_lib.CLIENT_KINDS:
             active = schedule_lib.active_clients(phase, step, per_client_steps)
             active = distributed.to_global(active[local], client_sharding, num_clients)
             state, metrics = steps.client(state, batch, active)
           else:
             state, metrics = getattr(steps, phase.kind)(state, batch)
-          losses = np.asarray(metrics["loss"])
           step += 1
-          if not np.all(np.isfinite(losses)):
-            bad = [c.name for c, loss in zip(clients, losses) if not np.isfinite(loss)]
-            raise _diverged(step, phase, f"loss is {losses[~np.isfinite(losses)][0]} for "
-                            f"{', '.join(bad)}", checkpoints)
+          scalars = _step_scalars(metrics, clients)
+          bad = [name for name, value in scalars.items() if not np.isfinite(value)]
+          if bad:
+            raise _diverged(step, phase, f"{bad[0]} is {scalars[bad[0]]}", checkpoints)
           bar.update(1)
-          bar.set_postfix(loss=f"{losses.mean():.4f}")
+          if scalars:
+            bar.set_postfix(loss=f"{np.mean(list(scalars.values())):.4f}")
           if step % config.train.log_every == 0 or step == phase.end:
-            writer.write_scalars(step, {f"train/loss/{c.name}": l for c, l in zip(clients, losses)})
+            writer.write_scalars(step, scalars)
           if schedule_lib.unifies_after(phase, step, config.train.unify_every):
             state = steps.unify(state)
           stopping = max_steps is not None and step - start_step >= max_steps
@@ -186,15 +224,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           if stopping and step < phase.end:
             return results.rows
       check_finite(step, phase, state)
-      every_client = distributed.gather(state)  # Across processes: all of it, everywhere.
-      if primary:
-        rows, samples = evaluate_clients(steps, every_client, client_tasks, config)
-        writer.write_scalars(step, {f"eval/{r['task']}/{r['eval_set']}/{k}": v for r in rows
-                                    for k, v in r.items() if "/" in k})
-        results.record(phase, step, rows)
-        report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
-        say(_phase_summary(phase, rows))
-      # Checked finite before evaluating.
+      if phase.evaluated:
+        _evaluate(steps, state, config, phase, step, primary, results, writer, workdir, say)
       checkpoints.save(step, state, distributed.pack_data_states(data.get_state()))
       if max_steps is not None and step - start_step >= max_steps:
         return results.rows

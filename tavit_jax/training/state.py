@@ -46,8 +46,8 @@ def optimizers(config: ml_collections.ConfigDict, num_clients: int):
   """(client, server) optimizers of `config.train`, each decaying (if asked) over the
   updates its side makes in the whole schedule."""
   phases = schedule_lib.make_schedule(config, num_clients)
-  client_updates = sum(p.steps for p in phases if p.kind != "server")
-  server_updates = sum(p.steps for p in phases if p.kind != "client")
+  client_updates = sum(p.steps for p in phases if p.kind in schedule_lib.CLIENT_KINDS + ("joint",))
+  server_updates = sum(p.steps for p in phases if p.kind in schedule_lib.SERVER_KINDS)
   return (optimizer(config.client_lr, config, client_updates),
           optimizer(config.server_lr, config, server_updates))
 

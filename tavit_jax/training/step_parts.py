@@ -6,7 +6,7 @@ steps_loop.py one client after another; steps.py puts either into `Steps`.
 """
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,9 @@ class Steps:
   joint: Callable  # (state, batch) -> (state, {'loss': (K,)}); both step (Base baseline)
   unify: Callable  # state -> state with same-task heads/tails averaged
   restore: Callable  # (head, tail, body, patches) -> patches, for one client
+  # train.mode=single_round only (training/single_round.py): (state, batch) -> (state, metrics).
+  upload: Optional[Callable] = None
+  dino: Optional[Callable] = None
 
 
 def client_slice(tree, k):

@@ -1,0 +1,145 @@
+"""MS-DINO's single round (SPEC §5.3): one upload of token sets, DINO on the server, one download.
+
+`train.mode=single_round` runs four phases (schedule.py), each resumable like any other:
+1. local: each client trains its head and tail through the body's public initialisation,
+   which every client builds from the run's seed itself (our stand-in body: no message);
+   no FedAvg, which would be a message.
+2. upload: each client sends, once, `upload_batches` batches of f_H from its head (frozen
+   from here on for what it sent), every sample's tokens in a fresh order from the client's
+   own key (p-FeSTA's permutation, SPEC §5.1; needs `model.pos_emb=client`). The server
+   keeps them in `state['server']['uploaded']`: the only client data it ever holds.
+3. dino: the server alone trains the body by self-distillation on those tokens (dino.py).
+4. finetune: each client downloads the body once and fine-tunes its head and tail through
+   its copy (frozen) with no further messages: the client steps of the other modes, whose
+   body is that copy.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from tavit_jax import protocol
+from tavit_jax.errors import TavitError
+from tavit_jax.models import Model
+from tavit_jax.training import dino
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  if config.model.pos_emb != "client":
+    raise TavitError("train.mode=single_round uploads permuted tokens, which needs "
+                     "model.pos_emb=client (the body must have no positions)")
+
+
+def view_sizes(settings, num_tokens: int) -> tuple[int, ...]:
+  """Tokens per view: the teacher's two large views first, then the student's small ones."""
+  large = max(1, int(settings.global_view * num_tokens))
+  small = max(1, int(settings.local_view * num_tokens))
+  return (large, large) + (small,) * settings.local_views
+
+
+def init(model: Model, state: dict, config: ml_collections.ConfigDict, server_tx, rng) -> dict:
+  """`state` with the server's store of uploaded tokens (zeros until the upload) and the
+  DINO state: the student's projection head, the EMA teacher, the centre and the optimizer
+  of body + projection head."""
+  settings = config.train.single_round
+  side, _, width = model.token_shape
+  num_clients = len(config.clients)
+  uploaded = jnp.zeros((num_clients, settings.upload_batches * config.data.batch_size,
+                        side * side, width), jnp.float32)
+  head = dino.ProjectionHead(settings.prototypes)
+  projection = head.init(rng, jnp.zeros((1, width)))["params"]
+  student = {"body": state["server"]["body"], "projection": projection}
+  teacher = jax.tree_util.tree_map(jnp.copy, student)
+  server = dict(state["server"], uploaded=uploaded, dino={
+      "projection": projection, "teacher": teacher, "opt": server_tx.init(student),
+      "center": jnp.zeros((settings.prototypes,), jnp.float32)})
+  return dict(state, server=server)
+
+
+def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phases, wire_dtype):
+  """(upload, dino) steps: (state, batch) -> (state, metrics)."""
+  settings = config.train.single_round
+  upload_start = next(p.start for p in phases if p.kind == "upload")
+  dino_start = next(p.start for p in phases if p.kind == "dino")
+  num_clients, batch_size = len(config.clients), config.data.batch_size
+  side, _, width = model.token_shape
+  num_tokens = side * side
+  sizes = view_sizes(settings, num_tokens)
+  projection_head = dino.ProjectionHead(settings.prototypes)
+  send = (lambda a: a) if wire_dtype is None else (lambda a: a.astype(wire_dtype).astype(a.dtype))
+
+  def upload(state, batch):
+    rng, keys = protocol.step_keys(state["rng"], num_clients)
+
+    def client_tokens(head, x, key):
+      f_h, _ = model.head_apply(head, x, model.timesteps(key[0], batch_size))
+      order = protocol.token_permutations(protocol.permutation_key(key[0]), batch_size,
+                                          num_tokens)
+      return send(protocol.permute_tokens(f_h, order)).reshape(batch_size, num_tokens, width)
+
+    tokens = jax.vmap(client_tokens)(state["clients"]["head"], batch["input"], keys)
+    offset = (state["step"] - upload_start) * batch_size
+    uploaded = jax.lax.dynamic_update_slice_in_dim(state["server"]["uploaded"], tokens, offset,
+                                                   axis=1)
+    server = dict(state["server"], uploaded=uploaded)
+    return dict(state, server=server, step=state["step"] + 1, rng=rng), {}
+
+  def logits(body, projection, view):
+    """A view (B, n, C) through the body (no positions: any token subset is an input),
+    mean-pooled, to prototype logits."""
+    tokens = model.body_apply(body, view[:, :, None, :])
+    return projection_head.apply({"params": projection}, tokens.mean(axis=(1, 2)))
+
+  def dino_step(state, batch=None):
+    del batch  # The server reads only what was uploaded.
+    server, d = state["server"], state["server"]["dino"]
+    rng, sample_key, view_key = jax.random.split(state["rng"], 3)
+    pool = server["uploaded"].reshape(-1, num_tokens, width)
+    tokens = pool[jax.random.randint(sample_key, (settings.dino_batch,), 0, pool.shape[0])]
+    views = dino.token_views(view_key, tokens, sizes)
+    teacher = d["teacher"]
+    teacher_logits = [logits(teacher["body"], teacher["projection"], v) for v in views[:2]]
+
+    def loss_fn(student):
+      student_logits = [logits(student["body"], student["projection"], v) for v in views]
+      return dino.dino_loss(teacher_logits, student_logits, d["center"])
+
+    student = {"body": server["body"], "projection": d["projection"]}
+    loss, grads = jax.value_and_grad(loss_fn)(student)
+    updates, opt = server_tx.update(grads, d["opt"], student)
+    student = optax.apply_updates(student, updates)
+    momentum = dino.teacher_momentum(state["step"] - dino_start, settings.dino_steps)
+    d = {"projection": student["projection"], "opt": opt,
+         "teacher": dino.ema(teacher, student, momentum),
+         "center": dino.update_center(d["center"], teacher_logits)}
+    server = dict(server, body=student["body"], dino=d)
+    return dict(state, server=server, step=state["step"] + 1, rng=rng), {"dino_loss": loss}
+
+  return jax.jit(upload, donate_argnums=0), jax.jit(dino_step, donate_argnums=0)
+
+
+def bytes_exchanged(model: Model, config: ml_collections.ConfigDict, wire_dtype_name: str) -> dict:
+  """Per client: the one upload (its token sets) and the one download (the body)."""
+  settings = config.train.single_round
+  side, _, width = model.token_shape
+  samples = settings.upload_batches * config.data.batch_size
+  upload = samples * side * side * width * jnp.dtype(wire_dtype_name).itemsize
+  body = jax.eval_shape(model.init_body, jax.random.key(0))
+  download = sum(int(leaf.size) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(body))
+  return {"uploads": 1, "downloads": 1, "upload_bytes": int(upload), "download_bytes": download}
+
+
+def markdown_table(per_client: dict, num_clients: int, wire_dtype_name: str) -> list[str]:
+  mib = lambda n: f"{n / 2**20:,.1f} MiB"
+  return [
+      f"Communication (single round; tokens in {wire_dtype_name}, the body in float32):",
+      "",
+      "| | up (client → server) | down (server → client) |",
+      "|---|---|---|",
+      f"| messages per client | {per_client['uploads']} | {per_client['downloads']} |",
+      f"| per client | {per_client['upload_bytes']:,} B | {per_client['download_bytes']:,} B |",
+      f"| whole run, all clients | {mib(num_clients * per_client['upload_bytes'])} "
+      f"| {mib(num_clients * per_client['download_bytes'])} |",
+  ]
+
