@@ -143,7 +143,7 @@ def _launch(*flags, cwd=ROOT):
 
 @pytest.mark.parametrize("flag, message", [
     ("--config.train.cycels=1", "error: config has no key 'cycels' (Did you mean \"cycles\""),
-    ("--config.train.mode=federated", "error: train.mode must be one of ('alternating', 'end_to_end')"),
+    ("--config.train.mode=federated", "error: train.mode must be one of ('alternating', 'end_to_end', 'single_round')"),
 ])
 def test_launcher_config_mistakes_are_one_line(flag, message, tmp_path):
   result = _launch("--config=configs/tiny.py", f"--workdir={tmp_path}", flag)

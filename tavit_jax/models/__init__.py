@@ -17,6 +17,7 @@ from tavit_jax.models.tail import Tail
 
 TIME_CONDITIONING = ("fixed", "random")
 POS_EMB = ("server", "client")  # Who adds the position embedding to the tokens (SPEC §5.1).
+NECKS = ("none", "sca_mtl")  # What follows the encoder in the body (SPEC §5.4).
 DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # Compute dtypes; params stay float32.
 NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
 
@@ -53,7 +54,8 @@ class Model:
     return self.head.init(rng, self._example(), jnp.zeros((1,), jnp.int32))["params"]
 
   def init_body(self, rng):
-    return self.body.init(rng, jnp.zeros((1, *self.token_shape), jnp.float32))["params"]
+    return self.body.init(rng, jnp.zeros((1, *self.token_shape), jnp.float32),
+                          task=jnp.zeros((), jnp.int32))["params"]
 
   def init_tail(self, rng):
     # Only the shapes of the head's outputs matter: no head is initialised or run.
@@ -67,12 +69,13 @@ class Model:
     f_h, cache = self.head.apply({"params": params}, x, timesteps)
     return f_h, (dict(cache, input=x) if self.residual else cache)
 
-  def body_apply(self, params, f_h, dropout_rng=None, keep=None):
+  def body_apply(self, params, f_h, dropout_rng=None, keep=None, task=None):
     """Server: f_H → f_B; dropout is active exactly when a `dropout_rng` is given. `keep`
-    (B, h·w) marks the tokens a client sent; the others are the body's mask token."""
+    (B, h·w) marks the tokens a client sent; the others are the body's mask token. `task`:
+    the client's task id, read only by SCA-MTL's neck."""
     if dropout_rng is None:
-      return self.body.apply({"params": params}, f_h, deterministic=True, keep=keep)
-    return self.body.apply({"params": params}, f_h, deterministic=False, keep=keep,
+      return self.body.apply({"params": params}, f_h, deterministic=True, keep=keep, task=task)
+    return self.body.apply({"params": params}, f_h, deterministic=False, keep=keep, task=task,
                            rngs={"dropout": dropout_rng})
 
   def tail_apply(self, params, f_b, cache):
@@ -80,10 +83,10 @@ class Model:
     out = self.tail.apply({"params": params}, f_b, cache)
     return out + cache["input"] if self.residual else out
 
-  def apply(self, params, x, timesteps, dropout_rng=None):
+  def apply(self, params, x, timesteps, dropout_rng=None, task=None):
     """The whole network, `params = {'head', 'body', 'tail'}`."""
     f_h, cache = self.head_apply(params["head"], x, timesteps)
-    f_b = self.body_apply(params["body"], f_h, dropout_rng)
+    f_b = self.body_apply(params["body"], f_h, dropout_rng, task=task)
     return self.tail_apply(params["tail"], f_b, cache)
 
 
@@ -99,6 +102,9 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   if dtype_name not in DTYPES:
     raise TavitError(f"model.dtype must be one of {tuple(DTYPES)}, not {dtype_name!r}")
   dtype = DTYPES[dtype_name]
+  neck = config.get("neck", "none")
+  if neck not in NECKS:
+    raise TavitError(f"model.neck must be one of {NECKS}, not {neck!r}")
   shared = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), groups=config.groups,
                 attn_heads=config.attn_heads, attn_head_dim=config.attn_head_dim, dtype=dtype)
   downsample = 2 ** (len(config.dim_mults) - 1)
@@ -106,7 +112,8 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
               dropout=config.body_dropout, dtype=dtype, position_embedding=pos_emb == "server",
-              mask_token=config.get("mask_token", False))
+              mask_token=config.get("mask_token", False),
+              neck_tasks=config.get("neck_tasks", 4) if neck == "sca_mtl" else 0)
   tail = Tail(**shared, zero_init_out=config.residual,
               full_res_skip=config.get("full_res_skip", False))
   return Model(Head(**shared, position_embedding=pos_emb == "client"), body, tail, patch_size,

@@ -5,6 +5,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tavit_jax.models.sca_mtl import SCAMTLNeck
+
 
 class EncoderLayer(nn.Module):
   """torch.nn.TransformerEncoderLayer (post-norm, ReLU, dropout in the same four places)."""
@@ -41,9 +43,12 @@ class Body(nn.Module):
   # CutMixSL (SPEC §5.2, our adaptation): a learned token for the positions a client did not
   # send; `keep` (B, h·w) says which ones it did.
   mask_token: bool = False
+  # SCA-MTL's centralised baseline (SPEC §5.4): > 0 adds its neck for that many tasks after
+  # the encoder, and `task` (the samples' task id) must be given.
+  neck_tasks: int = 0
 
   @nn.compact
-  def __call__(self, f_h, deterministic: bool = True, keep=None):
+  def __call__(self, f_h, deterministic: bool = True, keep=None, task=None):
     b, hgt, wid, width = f_h.shape
     x = f_h.reshape(b, hgt * wid, width)
     if self.mask_token:
@@ -58,4 +63,7 @@ class Body(nn.Module):
       x = x.astype(self.dtype)
     for _ in range(self.layers):
       x = EncoderLayer(self.heads, self.mlp_dim, self.dropout, self.dtype)(x, deterministic)
-    return x.reshape(b, hgt, wid, width)
+    x = x.reshape(b, hgt, wid, width)
+    if self.neck_tasks:
+      x = SCAMTLNeck(self.neck_tasks, heads=self.heads)(x, jnp.broadcast_to(task, (b,)))
+    return x

@@ -4,9 +4,12 @@
 between the features of different tasks at one scale; cross-scale attention (CSAM) then
 aggregates the resolutions within a task. Our adaptation to four restoration tasks on
 *different* images (the paper's tasks share one image): a sample only has its own task's
-features, so CTAM's keys and values are learned memory tokens per task and scale, shifted
-by the mean feature of that task's samples in the batch (a batch holds every task), and a
-sample attends to the other tasks' memories only. CSAM: each scale attends to its coarser
+features, so CTAM's keys and values are learned memory tokens per task and scale, which
+every batch (it holds every task) updates through the gradients of the other tasks'
+queries; a sample attends to the other tasks' memories only. SPEC §5.4 also suggests
+shifting them by the batch's features of each task; we do not, because at inference a
+client restores its own images alone and no other task's features exist (a sample's output
+depends on its own features only, as in TAViT; a test pins it). CSAM: each scale attends to its coarser
 scales (upsampled to its size); the refined scales are upsampled to the finest, fused by a
 1×1 convolution and added back to the finest stream. Both end in a gate initialised to 0,
 so at initialisation they are the identity and training starts from the plain body.
@@ -33,9 +36,6 @@ class CrossTaskAttention(nn.Module):
     memory = self.param("memory", nn.initializers.normal(0.02),
                         (self.num_tasks, self.memory_tokens, c))
     one_hot = jax.nn.one_hot(task_ids, self.num_tasks, dtype=tokens.dtype)  # (B, T)
-    counts = one_hot.sum(axis=0)
-    batch_mean = jnp.einsum("bt,bc->tc", one_hot, tokens.mean(axis=1)) / jnp.maximum(counts, 1)[:, None]
-    memory = memory + jax.lax.stop_gradient(batch_mean)[:, None, :]  # Updated from the batch.
     keys = jnp.broadcast_to(memory.reshape(1, -1, c), (b, self.num_tasks * self.memory_tokens, c))
     others = jnp.repeat(one_hot == 0, self.memory_tokens, axis=1)  # (B, T·M): not its own task.
     attended = nn.MultiHeadDotProductAttention(num_heads=self.heads)(

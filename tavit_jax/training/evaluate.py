@@ -49,10 +49,10 @@ def evaluate_clients(steps, state, client_tasks: Sequence[str], config) -> tuple
   """Evaluates the first client of each task (same-task clients are equal after the
   FedAvg that ends every client phase)."""
   rows, samples = [], []
-  body = state["server"]["body"]
+  body, ids = state["server"]["body"], roster.task_ids(client_tasks)
   for task, k in roster.first_of_each_task(client_tasks).items():
     head, tail = (client_slice(state["clients"][part], k) for part in ("head", "tail"))
-    restore_patches = lambda patches: np.asarray(steps.restore(head, tail, body, patches))
+    restore_patches = lambda patches: np.asarray(steps.restore(head, tail, body, patches, ids[k]))
     task_rows, task_samples = evaluate_task(
         restore_patches, task, config.eval, suite=config.data.suite, seed=config.seed,
         patch_size=config.data.patch_size, data_dir=config.data.data_dir)

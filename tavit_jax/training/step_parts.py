@@ -50,13 +50,15 @@ class Parts:
   On the whole state: `begin`, `server_update`, `unify`; and `restore` for evaluation."""
 
   num_clients: int
-  client_one: Callable  # (head, tail, opt, body, x, y, keys, active) -> (head, tail, opt, loss)
-  body_grad_one: Callable  # (head, tail, body, x, y, keys) -> (body grad, loss)
-  joint_one: Callable  # (head, tail, opt, body, x, y, keys) -> (head, tail, opt, body grad, loss)
+  task_ids: np.ndarray  # (K,) static: each client's task.
+  # `task`: the client's task id, which only a body with SCA-MTL's neck reads.
+  client_one: Callable  # (head, tail, opt, body, x, y, keys, active, task) -> (head, tail, opt, loss)
+  body_grad_one: Callable  # (head, tail, body, x, y, keys, task) -> (body grad, loss)
+  joint_one: Callable  # (head, tail, opt, body, x, y, keys, task) -> (head, tail, opt, body grad, loss)
   begin: Callable  # state -> (state with step and RNG advanced, per-client keys (K, 2, ...))
   server_update: Callable  # (state, summed body gradient) -> state
   unify: Callable  # state -> state
-  restore: Callable  # (head, tail, body, patches) -> patches
+  restore: Callable  # (head, tail, body, patches, task) -> patches
 
 
 def make_parts(model: Model, client_tx: optax.GradientTransformation,
@@ -73,7 +75,7 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
   tree_map = jax.tree_util.tree_map
   send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
 
-  def loss_fn(head, tail, body, x, y, keys):
+  def loss_fn(head, tail, body, x, y, keys, task):
     timesteps = model.timesteps(keys[0], x.shape[0])
     dropout_rng = keys[1] if dropout else None
     f_h, cache = model.head_apply(head, x, timesteps)
@@ -81,12 +83,12 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     keep = (None if token_keep == 1 else
             protocol.keep_masks(keys[0], batch, num_tokens, token_keep))
     if not permute_tokens:
-      f_b = send(model.body_apply(body, send(f_h), dropout_rng, keep))
+      f_b = send(model.body_apply(body, send(f_h), dropout_rng, keep, task))
     else:  # The kept set is chosen in the client's order, then everything is shuffled.
       order = protocol.token_permutations(protocol.permutation_key(keys[0]), batch, num_tokens)
       keep = None if keep is None else jnp.take_along_axis(keep, order, axis=1)
       f_b_seen = model.body_apply(body, send(protocol.permute_tokens(f_h, order)), dropout_rng,
-                                  keep)
+                                  keep, task)
       f_b = protocol.unpermute_tokens(send(f_b_seen), order)
     return mse(model.tail_apply(tail, f_b, cache), y)
 
@@ -95,16 +97,17 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     new = apply_client_grads(client_tx, head, tail, opt, *grads)
     return tree_map(lambda n, o: jnp.where(active, n, o), new, (head, tail, opt))
 
-  def client_one(head, tail, opt, body, x, y, keys, active):
-    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1))(head, tail, body, x, y, keys)
+  def client_one(head, tail, opt, body, x, y, keys, active, task):
+    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1))(head, tail, body, x, y, keys, task)
     return (*client_update(head, tail, opt, grads, active), loss)
 
-  def body_grad_one(head, tail, body, x, y, keys):
-    loss, grad = jax.value_and_grad(loss_fn, argnums=2)(head, tail, body, x, y, keys)
+  def body_grad_one(head, tail, body, x, y, keys, task):
+    loss, grad = jax.value_and_grad(loss_fn, argnums=2)(head, tail, body, x, y, keys, task)
     return grad, loss
 
-  def joint_one(head, tail, opt, body, x, y, keys):
-    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2))(head, tail, body, x, y, keys)
+  def joint_one(head, tail, opt, body, x, y, keys, task):
+    loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2))(head, tail, body, x, y, keys,
+                                                                 task)
     return (*client_update(head, tail, opt, grads[:2]), grads[2], loss)
 
   def server_update(state, body_grad_sum):
@@ -124,9 +127,9 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     head, tail = fedavg_same_task((c["head"], c["tail"]), ids)
     return dict(state, clients=dict(c, head=head, tail=tail))
 
-  def restore(head, tail, body, patches):
+  def restore(head, tail, body, patches, task=0):
     timesteps = model.timesteps(jax.random.key(0), patches.shape[0])
-    return model.apply({"head": head, "body": body, "tail": tail}, patches, timesteps)
+    return model.apply({"head": head, "body": body, "tail": tail}, patches, timesteps, task=task)
 
-  return Parts(num_clients, client_one, body_grad_one, joint_one, begin, server_update, unify,
+  return Parts(num_clients, ids, client_one, body_grad_one, joint_one, begin, server_update, unify,
                restore)

@@ -17,6 +17,7 @@ from tavit_jax.training.step_parts import client_slice, Parts
 def make_loop_steps(parts: Parts) -> tuple[Callable, Callable, Callable]:
   """(client, server, joint) steps of `Steps`; the state stays where it is."""
   num_clients, tree_map = parts.num_clients, jax.tree_util.tree_map
+  task_ids = jnp.asarray(parts.task_ids)
 
   def client_inputs(state, batch, keys, k):
     """Client k's head, tail, optimizer state, the body, its batch and keys."""
@@ -31,16 +32,18 @@ def make_loop_steps(parts: Parts) -> tuple[Callable, Callable, Callable]:
                                 "opt": put(c["opt"], opt)})
 
   def client_k(state, batch, keys, k, active):
-    head, tail, opt, loss = parts.client_one(*client_inputs(state, batch, keys, k), active[k])
+    head, tail, opt, loss = parts.client_one(*client_inputs(state, batch, keys, k), active[k],
+                                             task_ids[k])
     return with_client(state, k, head, tail, opt), {"loss": loss}
 
   def body_grad_k(state, batch, keys, k, grad_sum):
     head, tail, _, body, x, y, client_keys = client_inputs(state, batch, keys, k)
-    grad, loss = parts.body_grad_one(head, tail, body, x, y, client_keys)
+    grad, loss = parts.body_grad_one(head, tail, body, x, y, client_keys, task_ids[k])
     return tree_map(jnp.add, grad_sum, grad), loss
 
   def joint_k(state, batch, keys, k, grad_sum):
-    head, tail, opt, grad, loss = parts.joint_one(*client_inputs(state, batch, keys, k))
+    head, tail, opt, grad, loss = parts.joint_one(*client_inputs(state, batch, keys, k),
+                                                  task_ids[k])
     return with_client(state, k, head, tail, opt), tree_map(jnp.add, grad_sum, grad), loss
 
   begin_jit = jax.jit(parts.begin, donate_argnums=0)

@@ -19,6 +19,7 @@ def make_vmap_steps(parts: Parts, shardings) -> tuple[Callable, Callable, Callab
   mesh = jax.tree_util.tree_leaves(shardings)[0].mesh
   batch_sharding = NamedSharding(mesh, client_spec(num_clients, mesh))
   metrics_sharding = {"loss": NamedSharding(mesh, P())}
+  task_ids = jax.numpy.asarray(parts.task_ids)
 
   def over_clients(fn, in_axes):
     """vmap over the client axis; split over devices with shard_map when the axis is.
@@ -40,24 +41,25 @@ def make_vmap_steps(parts: Parts, shardings) -> tuple[Callable, Callable, Callab
   def client_step(state, batch, active):
     state, keys = parts.begin(state)
     c = state["clients"]
-    head, tail, opt, losses = over_clients(parts.client_one, (0, 0, 0, None, 0, 0, 0, 0))(
+    head, tail, opt, losses = over_clients(parts.client_one, (0, 0, 0, None, 0, 0, 0, 0, 0))(
         c["head"], c["tail"], c["opt"], state["server"]["body"], batch["input"],
-        batch["target"], keys, active)
+        batch["target"], keys, active, task_ids)
     return dict(state, clients={"head": head, "tail": tail, "opt": opt}), {"loss": losses}
 
   def server_step(state, batch):
     state, keys = parts.begin(state)
     c = state["clients"]
-    grads, losses = over_clients(parts.body_grad_one, (0, 0, None, 0, 0, 0))(
-        c["head"], c["tail"], state["server"]["body"], batch["input"], batch["target"], keys)
+    grads, losses = over_clients(parts.body_grad_one, (0, 0, None, 0, 0, 0, 0))(
+        c["head"], c["tail"], state["server"]["body"], batch["input"], batch["target"], keys,
+        task_ids)
     return parts.server_update(state, tree_map(lambda g: g.sum(0), grads)), {"loss": losses}
 
   def joint_step(state, batch):
     state, keys = parts.begin(state)
     c = state["clients"]
-    head, tail, opt, grads, losses = over_clients(parts.joint_one, (0, 0, 0, None, 0, 0, 0))(
+    head, tail, opt, grads, losses = over_clients(parts.joint_one, (0, 0, 0, None, 0, 0, 0, 0))(
         c["head"], c["tail"], c["opt"], state["server"]["body"], batch["input"],
-        batch["target"], keys)
+        batch["target"], keys, task_ids)
     state = dict(state, clients={"head": head, "tail": tail, "opt": opt})
     return parts.server_update(state, tree_map(lambda g: g.sum(0), grads)), {"loss": losses}
 
