@@ -7,18 +7,21 @@ uploads once 16 batches of its f_H tokens in a secret per-sample order, the serv
 the body by DINO self-distillation on them alone, and each client downloads it once and
 fine-tunes (tavit_jax/training/single_round.py). Local + finetune steps equal the main
 job's 200 client steps per client; the DINO steps replace its 30 server steps.
-`configs/single_round.py:tiny` is the smoke-test size.
+`configs/single_round.py:tiny` is the smoke-test size; `:paper` the official model with these
+phase lengths (scale them with overrides, e.g. `--config.train.single_round.dino_steps=`).
 """
 
 import ml_collections
 
-from tavit_jax.configs import default, tiny
+from tavit_jax.configs import default, paper, tiny
+
+SIZES = {"default": default, "paper": paper, "tiny": tiny}
 
 
 def get_config(size: str = "default") -> ml_collections.ConfigDict:
-  if size not in ("default", "tiny"):
-    raise ValueError(f"expected default or tiny, got {size!r}")
-  config = (default if size == "default" else tiny).get_config()
+  if size not in SIZES:
+    raise ValueError(f"expected one of {', '.join(SIZES)}, got {size!r}")
+  config = SIZES[size].get_config()
   config.unlock()
   config.model.pos_emb = "client"  # The body sees token subsets: positions come with them.
   config.train.mode = "single_round"

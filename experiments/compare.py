@@ -3,6 +3,7 @@
   python experiments/compare.py --table=baselines --seeds=3
   python experiments/compare.py --table=ablations --seeds=3
   python experiments/compare.py --table=privacy --seeds=3
+  python experiments/compare.py --table=systems --seeds=3
   python experiments/compare.py --table=baselines --size=paper --data_dir=/data/tfds  # accelerator
 
 baselines: per task, Base (one client, head + body + tail end to end), Single (TAViT with that
@@ -13,6 +14,9 @@ FedAvg of same-task clients, server phases 4× longer, and the whole run 2× lon
 privacy: what crosses the wire (SPEC §5): plain TAViT, permuted tokens, punched tokens
 (ρ = 0.5, 0.25) and a bfloat16 wire; per variant also the bytes per client step and what
 experiments/privacy_attack.py reconstructs from f_H (run once per finished run).
+systems: what a user chooses between (SPEC §5.3-5.4): alternating TAViT, local training only
+(each client's head and tail through the body's fixed initialisation, no messages),
+MS-DINO's single round, and SCA-MTL with the data pooled; with the bytes each exchanges.
 
 Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
 runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
@@ -49,7 +53,7 @@ import tables  # pylint: disable=g-import-not-at-top,wrong-import-position  # no
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("default", "paper", "tiny")
 
-_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations", "privacy"],
+_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations", "privacy", "systems"],
                            "which comparison")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1 of every run")
 _SIZE = flags.DEFINE_enum("size", "default", SIZES, "configs/<size>.py is Multi (tiny: tests)")
@@ -67,6 +71,16 @@ PRIVACY_VARIANTS = {
     "punched ρ=0.5": (("model.mask_token", True), ("train.token_keep", 0.5)),
     "punched ρ=0.25": (("model.mask_token", True), ("train.token_keep", 0.25)),
     "bfloat16 wire": (("train.wire_dtype", "bfloat16"),),
+}
+
+
+# Column: (run name, config under configs/, overrides); `size` is --size. TAViT and local
+# only are the ablation table's TAViT and body-frozen runs, so either table reuses them.
+SYSTEMS = {
+    "TAViT": ("TAViT", "{size}.py", ()),
+    "local only": ("body_frozen", "{size}.py", (("train.server_phase_steps", 0),)),
+    "single round": ("single_round", "single_round.py:{size}", ()),
+    "SCA-MTL (pooled)": ("SCA_MTL", "baselines.py:sca_mtl,{size}", ()),
 }
 
 
@@ -121,6 +135,12 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, c
           spec = os.path.join(ROOT, "configs", f"baselines.py:{kind},{task},{size}")
           runs.append(Run(kind.capitalize(), f"{kind}_{task}_seed{seed}", spec, s))
       runs.append(Run("Multi", f"multi_seed{seed}", multi, s + multi_only))
+  elif table == "systems":
+    columns, gain = list(SYSTEMS), ("TAViT", "local only")
+    for seed in range(seeds):
+      for column, (name, config, changes) in SYSTEMS.items():
+        spec = os.path.join(ROOT, "configs", config.format(size=size))
+        runs.append(Run(column, f"{name}_seed{seed}", spec, common + (("seed", seed),) + changes))
   else:
     train = reference.train
     variants = PRIVACY_VARIANTS if table == "privacy" else {
@@ -143,6 +163,7 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, c
                        f"{', '.join(columns)}")
     columns = [c for c in columns if c in columns_only]
     runs = [run for run in runs if run.column in columns]
+    gain = gain if gain and set(gain) <= set(columns) else None
   return columns, gain, runs
 
 
@@ -235,6 +256,43 @@ def _wire_table(runs, workdir, columns) -> list[str]:
   return lines
 
 
+def _systems_bytes(runs, columns) -> list[str]:
+  """Per system: bytes exchanged over the whole run, all clients together."""
+  # pylint: disable=g-import-not-at-top  # JAX only for this table.
+  from tavit_jax import models, roster
+  from tavit_jax.evaluation import communication
+  from tavit_jax.training import single_round
+  mib = lambda n: f"{n / 2**20:,.1f} MiB"
+  cells = {}
+  for run in runs:
+    if run.column in cells:
+      continue
+    config = run.load()
+    model = models.build(config.model, config.data.patch_size)
+    num_clients = len(config.clients)
+    if config.train.mode == "single_round":
+      sizes = single_round.bytes_exchanged(model, config, config.train.wire_dtype)
+      cells[run.column] = (mib(num_clients * sizes["upload_bytes"]),
+                           mib(num_clients * sizes["download_bytes"]))
+    elif config.train.mode == "end_to_end":
+      cells[run.column] = ("every training image, once", "—")
+    elif config.train.server_phase_steps == 0:  # The body's initialisation: built locally.
+      cells[run.column] = (mib(0), mib(0))
+    else:
+      per_step = communication.bytes_per_step(model, config.data.patch_size,
+                                              config.data.batch_size, config.train.wire_dtype,
+                                              config.train.token_keep)
+      totals = communication.run_totals(
+          per_step, schedule.make_schedule(config.train, num_clients),
+          schedule.client_phase_steps(config.train, num_clients),
+          roster.task_ids(config.clients), config.train.unify_every)
+      cells[run.column] = (mib(totals["up"]), mib(totals["down"]))
+  return ["Bytes exchanged over the whole run, all clients together (local only: the body at "
+          "its initialisation, which every client builds from the seed itself):", "",
+          "| system | up (clients → server) | down (server → clients) |", "|---|---|---|",
+          *(f"| {c} | {cells[c][0]} | {cells[c][1]} |" for c in columns), ""]
+
+
 def _machine() -> str:
   return f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform(terse=True)}"
 
@@ -276,6 +334,8 @@ def _main(argv) -> None:
       if rows and _attack(run, workdir(run), log_path(run)) != 0:
         failed.append(f"{run.name} (attack)")
     wire_lines = _wire_table(runs, workdir, columns)
+  elif _TABLE.value == "systems":
+    wire_lines = _systems_bytes(runs, columns)
   rows = tables.aggregate([(run.column, r) for run, r in finished if r], columns)
   if not rows:
     raise TavitError(f"no run finished; see the logs in {os.path.join(out, 'logs')}")

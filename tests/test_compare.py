@@ -11,6 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import tables  # pylint: disable=g-import-not-at-top,wrong-import-position
+from test_training_loop import final_state, flat  # pylint: disable=g-import-not-at-top
 
 SHORT = ["--override=train.cycles=1", "--override=train.client_phase_steps=(2,)",
          "--override=train.server_phase_steps=1"]
@@ -68,6 +69,21 @@ def test_privacy_table_attacks_each_run_and_counts_its_bytes(tmp_path, data_dir)
   assert f"| punched ρ=0.5 | {full // 2 + full:,} | {full + full // 2:,} |" in markdown
   for run in ("plain_seed0", "punched_0.5_seed0"):
     assert (tmp_path / "runs" / run / "privacy_attack" / "attack.csv").exists()
+
+
+@pytest.mark.slow
+def test_systems_table_runs_single_round_and_the_pooled_baseline(tmp_path, data_dir):
+  result = compare(tmp_path, data_dir, "--table=systems", "--size=tiny",
+                   "--columns=single round,SCA-MTL (pooled)")
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  table = (tmp_path / "systems_tiny.md").read_text()
+  assert "| single round | 0.1 MiB | 0.1 MiB |" in table
+  assert "| SCA-MTL (pooled) | every training image, once | — |" in table
+  assert "| deraining / heavy |" in table
+  # SCA-MTL's neck trained: its gates (0 at initialisation) moved.
+  _, state = final_state(str(tmp_path / "runs" / "SCA_MTL_seed0"))
+  gates = [v for k, v in flat(state["server"]["body"]).items() if "SCAMTLNeck" in k and "gate" in k]
+  assert len(gates) == 4 and all(g != 0 for g in gates)  # 3 CTAM + 1 CSAM.
 
 
 def test_unknown_task_and_bad_override_are_one_line(tmp_path, data_dir):

@@ -1,14 +1,12 @@
 """SCA-MTL's CTAM and CSAM (SPEC §5.4): shapes, identity at initialisation, where the
-queries and the keys/values come from, and the centralised baseline end to end."""
+queries and the keys/values come from. The centralised baseline runs end to end in
+test_compare.py's systems table."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tavit_jax.configs import baselines
 from tavit_jax.models.sca_mtl import CrossScaleAttention, CrossTaskAttention, SCAMTLNeck
-from tavit_jax.training.loop import train_and_evaluate
-from test_training_loop import final_state, flat
 
 KEY = jax.random.PRNGKey(0)
 
@@ -68,13 +66,3 @@ def test_a_samples_output_depends_on_its_own_features_only():
     alone = neck.apply(params, f_b[i:i + 1], tasks[i:i + 1])
     np.testing.assert_allclose(alone[0], together[i], rtol=1e-5, atol=1e-5)
 
-
-def test_the_centralised_baseline_trains_its_neck_end_to_end(data_dir, tmp_path):
-  config = baselines.get_config("sca_mtl,tiny")
-  config.data.data_dir = data_dir
-  config.train.cycles = 1
-  rows = train_and_evaluate(config, str(tmp_path))
-  assert {r["task"] for r in rows} == set(config.clients) == {"denoising", "deraining"}
-  _, state = final_state(str(tmp_path))
-  gates = [v for k, v in flat(state["server"]["body"]).items() if "SCAMTLNeck" in k and "gate" in k]
-  assert len(gates) == 4 and all(g != 0 for g in gates)  # 3 CTAM + 1 CSAM, all learning.
