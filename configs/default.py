@@ -64,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
       wire_dtype="float32",  # float32 | bfloat16: features and gradients on the wire.
       permute_tokens="none",  # none | per_sample: p-FeSTA's token shuffle (needs model.pos_emb=client).
       token_keep=1.0,  # ρ in (0, 1]: fraction of f_H tokens sent (CutMixSL; < 1 needs model.mask_token).
+      token_mix="none",  # none | cutmix: groups of clients share a token grid (CutMixSL).
+      mix_clients=2,  # K: clients per cutmix group.
+      mix_pairing="same_task",  # same_task | any: who is grouped (any: different tasks).
       client_map="auto",  # auto | vmap | loop: how clients run within a step (see steps.py).
       log_every=10,
       checkpoint_every=50,

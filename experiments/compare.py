@@ -12,8 +12,9 @@ the same steps per client, server steps and evaluation (configs/baselines.py).
 ablations: TAViT (Multi) against the body frozen at its initialisation (no server phase), no
 FedAvg of same-task clients, server phases 4× longer, and the whole run 2× longer.
 privacy: what crosses the wire (SPEC §5): plain TAViT, permuted tokens, punched tokens
-(ρ = 0.5, 0.25) and a bfloat16 wire; per variant also the bytes per client step and what
-experiments/privacy_attack.py reconstructs from f_H (run once per finished run).
+(ρ = 0.5, 0.25), mixed tokens (K = 2 clients of a task) and a bfloat16 wire; per variant
+also the bytes per client step and what experiments/privacy_attack.py reconstructs from f_H
+(run once per finished run).
 systems: what a user chooses between (SPEC §5.3-5.4): alternating TAViT, local training only
 (each client's head and tail through the body's fixed initialisation, no messages),
 MS-DINO's single round, and SCA-MTL with the data pooled; with the bytes each exchanges.
@@ -70,6 +71,7 @@ PRIVACY_VARIANTS = {
     "permuted": (("model.pos_emb", "client"), ("train.permute_tokens", "per_sample")),
     "punched ρ=0.5": (("model.mask_token", True), ("train.token_keep", 0.5)),
     "punched ρ=0.25": (("model.mask_token", True), ("train.token_keep", 0.25)),
+    "mixed K=2": (("train.token_mix", "cutmix"), ("train.mix_clients", 2)),
     "bfloat16 wire": (("train.wire_dtype", "bfloat16"),),
 }
 
@@ -153,7 +155,9 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, c
     columns, gain = list(variants), None
     for seed in range(seeds):
       for column, changes in variants.items():
-        name = column.replace(" ", "_").replace("×", "x").replace("ρ=", "")
+        # Unchanged TAViT has one name in every table, so the tables share its runs.
+        name = "TAViT" if not changes else (
+            column.replace(" ", "_").replace("×", "x").replace("ρ=", "").replace("K=", "K"))
         runs.append(Run(column, f"{name}_seed{seed}", multi,
                         common + multi_only + (("seed", seed),) + changes))
   if columns_only:
@@ -238,7 +242,8 @@ def _wire_table(runs, workdir, columns) -> list[str]:
       model = models.build(config.model, config.data.patch_size)
       sizes[run.column] = communication.bytes_per_step(
           model, config.data.patch_size, config.data.batch_size, config.train.wire_dtype,
-          config.train.token_keep)
+          config.train.token_keep,
+          config.train.mix_clients if config.train.token_mix != "none" else 1)
   task_names = list(dict.fromkeys(task for _, task, _ in attacks))
   lines = ["What crosses the wire per client and client-phase step, and what an inversion "
            "attacker reconstructs from f_H (PSNR of the client's input, dB, mean over seeds; "

@@ -33,6 +33,7 @@ from tavit_jax.data import pipeline, tasks
 from tavit_jax.data.images import to_unit
 from tavit_jax.evaluation import metrics, report
 from tavit_jax.serving import sources
+from tavit_jax.training import mixing
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a tavit-train workdir")
 _STEPS = flags.DEFINE_integer("steps", 400, "attacker training steps per task and attacker")
@@ -64,14 +65,17 @@ class Inverter(nn.Module):
 class ServerView:
   """What the server receives of f_H under the run's wire options, fresh per call."""
 
-  def __init__(self, permute: bool, token_keep: float):
-    self.permute, self.token_keep = permute, token_keep
+  def __init__(self, permute: bool, token_keep: float, mix_clients: int = 1):
+    self.permute, self.token_keep, self.mix_clients = permute, token_keep, mix_clients
 
   def __call__(self, f_h, key):
     b, h, w, _ = f_h.shape
     if self.token_keep < 1:  # Unsent tokens: the server has nothing there.
       keep = protocol.keep_masks(key, b, h * w, self.token_keep).reshape(b, h, w, 1)
       f_h = jnp.where(keep, f_h, 0.0)
+    if self.mix_clients > 1:  # Mixed: the server knows which tokens are this client's, M_k.
+      own = mixing.masks(key, b, h * w, self.mix_clients)[0].reshape(b, h, w, 1)
+      f_h = jnp.where(own, f_h, 0.0)
     if self.permute:
       f_h = protocol.permute_tokens(f_h, protocol.token_permutations(
           protocol.permutation_key(key), b, h * w))
@@ -126,7 +130,8 @@ def attack_task(trained, task: str, view_options: dict, config: dict, out: str):
   sent = ServerView(**view_options)
   attackers = {"trained on what it sees": sent}
   if view_options["permute"]:
-    attackers["trained on tokens in order"] = ServerView(False, view_options["token_keep"])
+    attackers["trained on tokens in order"] = ServerView(False, view_options["token_keep"],
+                                                         view_options["mix_clients"])
   rows, samples = [], []
   for name, train_view in attackers.items():
     started = time.time()
@@ -159,7 +164,9 @@ def _main(argv) -> None:
   out = files.resolve(_OUT.value or os.path.join(workdir, "privacy_attack"))
   os.makedirs(out, exist_ok=True)
   view_options = {"permute": config.get("train.permute_tokens", "none") != "none",
-                  "token_keep": float(config.get("train.token_keep", 1.0))}
+                  "token_keep": float(config.get("train.token_keep", 1.0)),
+                  "mix_clients": (int(config.get("train.mix_clients", 2))
+                                  if config.get("train.token_mix", "none") != "none" else 1)}
   rows = []
   for task, _ in roster.first_of_each_task(config["clients"]).items():
     trained = sources.from_workdir(workdir, client=task)
@@ -167,7 +174,9 @@ def _main(argv) -> None:
     print(f"{task}: " + "; ".join(f"{r['attacker']} {r['reconstruction/psnr']:.2f} dB"
                                   for r in rows if r["task"] == task), flush=True)
   wire = ("permuted" if view_options["permute"] else "in order") + (
-      f", {view_options['token_keep']:g} of the tokens" if view_options["token_keep"] < 1 else "")
+      f", {view_options['token_keep']:g} of the tokens" if view_options["token_keep"] < 1 else "") + (
+      f", mixed among {view_options['mix_clients']} clients"
+      if view_options["mix_clients"] > 1 else "")
   lines = [f"Inversion attack on {workdir} (f_H {wire}; {_STEPS.value} attacker steps of "
            f"{_BATCH.value} patches)", "",
            "| task / set | attacker | reconstruction PSNR / SSIM (of the client's input) |",

@@ -61,13 +61,13 @@ def test_paper_size_runs_end_to_end_on_tiny_data(tmp_path, data_dir):
 @pytest.mark.slow
 def test_privacy_table_attacks_each_run_and_counts_its_bytes(tmp_path, data_dir):
   result = compare(tmp_path, data_dir, "--table=privacy", "--size=tiny",
-                   "--columns=plain,punched ρ=0.5", "--attack_steps=3")
+                   "--columns=plain,mixed K=2", "--attack_steps=3")
   assert result.returncode == 0, result.stderr[-3000:]
   markdown = (tmp_path / "privacy_tiny.md").read_text()
   full = 2 * 8 * 8 * 32 * 4  # tiny: batch 2 × f_H of (8, 8, 32) float32.
   assert f"| plain | {2 * full:,} | {2 * full:,} |" in markdown
-  assert f"| punched ρ=0.5 | {full // 2 + full:,} | {full + full // 2:,} |" in markdown
-  for run in ("plain_seed0", "punched_0.5_seed0"):
+  assert f"| mixed K=2 | {full:,} | {full:,} |" in markdown  # Every message halved.
+  for run in ("TAViT_seed0", "mixed_K2_seed0"):
     assert (tmp_path / "runs" / run / "privacy_attack" / "attack.csv").exists()
 
 

@@ -1,5 +1,5 @@
 """What crosses the wire, changed: p-FeSTA's token permutation (SPEC §5.1) and CutMixSL's
-punched tokens (SPEC §5.2)."""
+punched and mixed tokens (SPEC §5.2)."""
 
 import jax
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 from tavit_jax import models, protocol, roster
 from tavit_jax.evaluation import communication
 from tavit_jax.errors import TavitError
-from tavit_jax.training import state as state_lib, steps as steps_lib
+from tavit_jax.training import mixing, state as state_lib, steps as steps_lib
 
 TASKS = ["denoising", "deraining", "denoising"]
 PATCH, BATCH = 32, 2
@@ -22,14 +22,15 @@ def micro_config(pos_emb="client", mask_token=False):
   return config
 
 
-def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0):
+def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0, mix_groups=None):
   """A client step then a server step with SGD (updates linear in the gradients)."""
   model = models.build(micro_config(pos_emb, mask_token=token_keep < 1), PATCH)
   tx = optax.sgd(0.1)
   state = state_lib.init_state(model, TASKS, tx, tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(TASKS), "loop")
   steps = steps_lib.make_steps(model, tx, tx, roster.task_ids(TASKS), shardings, "loop",
-                               dropout=False, permute_tokens=permute, token_keep=token_keep)
+                               dropout=False, permute_tokens=permute, token_keep=token_keep,
+                               mix_groups=mix_groups)
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (len(TASKS), BATCH, PATCH, PATCH, 3)).astype(np.float32)
   data = {"input": x, "target": np.clip(x + 0.1 * rng.normal(size=x.shape), -1, 1).astype(np.float32)}
@@ -146,3 +147,60 @@ def test_only_the_kept_tokens_are_sent_and_they_go_back_in_place():
   back = np.asarray(protocol.fill_kept(sent, keep, (4, 4))).reshape(2, 16, 3)
   np.testing.assert_array_equal(back[np.asarray(keep)], f_h.reshape(2, 16, 3)[np.asarray(keep)])
   assert np.all(back[~np.asarray(keep)] == 0)
+
+
+def test_mixed_steps_train_every_client_and_the_body():
+  groups = mixing.groups(TASKS, 3, "any")  # One group mixing all three clients.
+  state, client_metrics, server_metrics = run_steps(False, mix_groups=groups)
+  initial = run_steps(False)  # Same init; only the steps differ.
+  for metrics in (client_metrics, server_metrics):
+    assert metrics["loss"].shape == (3,) and np.all(np.isfinite(metrics["loss"]))
+  fresh = state_lib.init_state(models.build(micro_config(), PATCH), TASKS, optax.sgd(0.1),
+                               optax.sgd(0.1), jax.random.PRNGKey(0))
+  for k in range(3):
+    moved = jax.tree_util.tree_map(lambda a, b: not np.allclose(a[k], b[k]),
+                                   state["clients"]["head"], fresh["clients"]["head"])
+    assert any(jax.tree_util.tree_leaves(moved))
+  assert not np.allclose(client_metrics["loss"], initial[1]["loss"])  # Mixed ≠ plain.
+
+
+def test_mix_masks_partition_every_grid_by_dirichlet_shares():
+  owned = np.asarray(mixing.masks(jax.random.PRNGKey(3), 400, 64, 2))
+  np.testing.assert_array_equal(owned.sum(axis=0), 1)  # Disjoint, and every token owned.
+  shares = owned.mean(axis=2)  # λ_k per sample: uniform on [0, 1] for K = 2.
+  assert abs(shares[0].mean() - 0.5) < 0.05 and shares[0].std() > 0.25
+
+
+def test_a_clients_wire_gradient_is_zero_outside_its_tokens():
+  """What the server sends client k back (∂L/∂ of what k sent) lives on M_k only."""
+  model = models.build(micro_config(), PATCH)
+  body = model.init_body(jax.random.PRNGKey(1))
+  h, w, c = model.token_shape
+  sent = [jax.random.normal(jax.random.PRNGKey(k), (BATCH, h, w, c)) for k in range(2)]
+  owned = mixing.masks(jax.random.PRNGKey(2), BATCH, h * w, 2).reshape(2, BATCH, h, w, 1)
+  loss = lambda sent: np.square(model.body_apply(body, mixing.paste(sent, owned))).sum()
+  grads = jax.grad(loss)(sent)
+  for k in range(2):
+    outside = np.broadcast_to(~np.asarray(owned[k]), grads[k].shape)
+    assert np.all(np.asarray(grads[k])[outside] == 0)
+    assert np.any(np.asarray(grads[k])[~outside] != 0)
+
+
+def test_mixed_bytes_are_one_kth_of_each_message():
+  model = models.build(micro_config(), PATCH)
+  full = communication.bytes_per_step(model, PATCH, BATCH)
+  mixed = communication.bytes_per_step(model, PATCH, BATCH, mix_clients=2)
+  for key in ("features_up", "features_down", "gradients_up", "gradients_down"):
+    assert mixed[key] * 2 == full[key]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (("cutmix", 4, "any", 1.0), "train.mix_clients=4 is larger than the 3 clients"),
+    (("cutmix", 2, "same_task", 1.0), "train.mix_pairing=same_task needs"),
+    (("cutmix", 2, "any", 0.5), "train.token_mix=cutmix already sends"),
+    (("mixup", 2, "any", 1.0), "train.token_mix must be one of"),
+])
+def test_mixing_refusals_are_one_line(settings, message):
+  with pytest.raises(TavitError, match=message):
+    mixing.check(*settings)
+    mixing.groups(TASKS, settings[1], settings[2])

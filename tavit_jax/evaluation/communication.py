@@ -24,15 +24,19 @@ def _nbytes(tree, dtype=None) -> int:
 
 
 def bytes_per_step(model: Model, patch_size: int, batch_size: int,
-                   wire_dtype="float32", token_keep: float = 1.0) -> dict[str, int]:
-  """Predicted bytes per client: per message, per phase and direction, and per FedAvg."""
+                   wire_dtype="float32", token_keep: float = 1.0,
+                   mix_clients: int = 1) -> dict[str, int]:
+  """Predicted bytes per client: per message, per phase and direction, and per FedAvg.
+
+  With CutMixSL's mixing of `mix_clients` K, each message carries a client's own token
+  positions only: 1/K of them in expectation (E[λ_k] = 1/K)."""
   wire = jnp.dtype(wire_dtype)
   rng = jax.random.key(0)
   x = jax.ShapeDtypeStruct((batch_size, patch_size, patch_size, 3), jnp.float32)
   t = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
   head = jax.eval_shape(model.init_head, rng)
   f_h, _ = jax.eval_shape(model.head_apply, head, x, t)
-  message = _nbytes(f_h, wire)  # f_B and both gradients have f_H's shape.
+  message = _nbytes(f_h, wire) // mix_clients  # f_B and both gradients have f_H's shape.
   tokens = f_h.shape[1] * f_h.shape[2]
   sent = message * protocol.kept_tokens(tokens, token_keep) // tokens  # Only the kept tokens.
   params = _nbytes(head) + _nbytes(jax.eval_shape(model.init_tail, rng))

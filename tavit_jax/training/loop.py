@@ -19,7 +19,7 @@ from tavit_jax import config_files, files, models, protocol, roster, schedule as
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication, report
-from tavit_jax.training import distributed, single_round, state as state_lib, steps as steps_lib
+from tavit_jax.training import distributed, mixing, single_round, state as state_lib, steps as steps_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
@@ -27,9 +27,11 @@ from tavit_jax.training.writers import MetricWriter
 # Config entries a workdir's checkpoints depend on (lr_decay: the optimizer states' structure);
 # others (learning rates, eval) may change on resume.
 _STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode",
-               "train.lr_decay", "train.permute_tokens", "train.token_keep")
+               "train.lr_decay", "train.permute_tokens", "train.token_keep", "train.token_mix",
+               "train.mix_clients")
 # Fields added to config.json later, with the value every earlier run had.
-_ADDED = {"train.permute_tokens": "none", "train.token_keep": 1.0}
+_ADDED = {"train.permute_tokens": "none", "train.token_keep": 1.0, "train.token_mix": "none",
+          "train.mix_clients": 2}
 _ADDED_TO_MODEL = {"pos_emb": "server", "mask_token": False}
 
 
@@ -88,11 +90,24 @@ def _communication_table(config, model, phases, per_client_steps, ids) -> list[s
     return single_round.markdown_table(per_client, len(ids), config.train.wire_dtype)
   if config.train.mode != "alternating":
     return []
-  per_step = communication.bytes_per_step(model, config.data.patch_size, config.data.batch_size,
-                                          config.train.wire_dtype, config.train.token_keep)
+  per_step = communication.bytes_per_step(
+      model, config.data.patch_size, config.data.batch_size, config.train.wire_dtype,
+      config.train.token_keep, config.train.mix_clients if config.train.token_mix != "none" else 1)
   totals = communication.run_totals(per_step, phases, per_client_steps, ids,
                                     config.train.unify_every)
   return communication.markdown_table(per_step, totals, config.train.wire_dtype)
+
+
+def _mix_groups(config):
+  """CutMixSL's fixed client groups, or None without mixing (training/mixing.py)."""
+  train = config.train
+  mixing.check(train.token_mix, train.mix_clients, train.mix_pairing, train.token_keep)
+  if train.token_mix == "none":
+    return None
+  if train.mode != "alternating":
+    raise TavitError("train.token_mix=cutmix mixes what clients send a server: it needs "
+                     "train.mode=alternating")
+  return mixing.groups(list(config.clients), train.mix_clients, train.mix_pairing)
 
 
 def _step_scalars(metrics: dict, clients) -> dict[str, float]:
@@ -162,7 +177,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                permute_tokens=protocol.check_permutation(
                                    config.train.permute_tokens, config.model.pos_emb),
                                token_keep=protocol.check_token_keep(
-                                   config.train.token_keep, config.model.mask_token))
+                                   config.train.token_keep, config.model.mask_token),
+                               mix_groups=_mix_groups(config))
   if config.train.mode == "single_round":
     upload, dino = single_round.make_steps(model, config, server_tx, phases,
                                            protocol.wire_dtype(config.train.wire_dtype))
