@@ -232,3 +232,9 @@ def test_a_client_sending_float64_features_is_rejected_and_the_body_stays_clean(
 def test_a_wire_dtype_flower_does_not_send_is_refused_up_front():
   with pytest.raises(TavitError, match="wire_dtype='bfloat16' is simulated by tavit-train only"):
     settings.load_config(CONFIG, {"train.wire_dtype": "bfloat16"})
+
+
+@pytest.mark.parametrize("override", [{"train.token_mix": "cutmix"}, {"train.mode": "end_to_end"}])
+def test_what_flower_does_not_deploy_is_refused_up_front(override):
+  with pytest.raises(TavitError, match="run in tavit-train only"):
+    settings.load_config(CONFIG, override)
