@@ -19,7 +19,8 @@ from tavit_jax import config_files, files, models, protocol, roster, schedule as
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication, report
-from tavit_jax.training import distributed, mixing, single_round, state as state_lib, steps as steps_lib
+from tavit_jax.training import distributed, mixing, single_round
+from tavit_jax.training import state as state_lib, steps as steps_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter

@@ -142,4 +142,3 @@ def markdown_table(per_client: dict, num_clients: int, wire_dtype_name: str) -> 
       f"| whole run, all clients | {mib(num_clients * per_client['upload_bytes'])} "
       f"| {mib(num_clients * per_client['download_bytes'])} |",
   ]
-

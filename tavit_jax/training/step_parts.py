@@ -52,9 +52,11 @@ class Parts:
   num_clients: int
   task_ids: np.ndarray  # (K,) static: each client's task.
   # `task`: the client's task id, which only a body with SCA-MTL's neck reads.
-  client_one: Callable  # (head, tail, opt, body, x, y, keys, active, task) -> (head, tail, opt, loss)
+  # (head, tail, opt, body, x, y, keys, active, task) -> (head, tail, opt, loss)
+  client_one: Callable
   body_grad_one: Callable  # (head, tail, body, x, y, keys, task) -> (body grad, loss)
-  joint_one: Callable  # (head, tail, opt, body, x, y, keys, task) -> (head, tail, opt, body grad, loss)
+  # (head, tail, opt, body, x, y, keys, task) -> (head, tail, opt, body grad, loss)
+  joint_one: Callable
   begin: Callable  # state -> (state with step and RNG advanced, per-client keys (K, 2, ...))
   server_update: Callable  # (state, summed body gradient) -> state
   unify: Callable  # state -> state

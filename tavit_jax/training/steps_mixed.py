@@ -19,7 +19,8 @@ from tavit_jax.training.step_parts import client_slice, Parts
 
 
 def make_mixed_steps(model: Model, client_tx: optax.GradientTransformation, parts: Parts,
-                     groups: np.ndarray, dropout: bool, send: Callable) -> tuple[Callable, Callable]:
+                     groups: np.ndarray, dropout: bool,
+                     send: Callable) -> tuple[Callable, Callable]:
   """(client, server) steps of `Steps` for the fixed mixing `groups` (G, K)."""
   tree_map = jax.tree_util.tree_map
   group_members = jnp.asarray(groups)
