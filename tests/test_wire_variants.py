@@ -2,6 +2,7 @@
 punched and mixed tokens (SPEC §5.2)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -178,7 +179,7 @@ def test_a_clients_wire_gradient_is_zero_outside_its_tokens():
   h, w, c = model.token_shape
   sent = [jax.random.normal(jax.random.PRNGKey(k), (BATCH, h, w, c)) for k in range(2)]
   owned = mixing.masks(jax.random.PRNGKey(2), BATCH, h * w, 2).reshape(2, BATCH, h, w, 1)
-  loss = lambda sent: np.square(model.body_apply(body, mixing.paste(sent, owned))).sum()
+  loss = lambda sent: jnp.square(model.body_apply(body, mixing.paste(sent, owned))).sum()
   grads = jax.grad(loss)(sent)
   for k in range(2):
     outside = np.broadcast_to(~np.asarray(owned[k]), grads[k].shape)

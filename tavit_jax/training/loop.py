@@ -124,6 +124,14 @@ def _step_scalars(metrics: dict, clients) -> dict[str, float]:
   return scalars
 
 
+def _non_finite(names: list[str], scalars: dict) -> str:
+  """'loss is nan for <clients>', or the server's metric that is not finite."""
+  clients = [n.rsplit("/", 1)[1] for n in names if n.startswith("train/loss/")]
+  if clients:
+    return f"loss is {scalars[names[0]]} for {', '.join(clients)}"
+  return f"{names[0]} is {scalars[names[0]]}"
+
+
 def _phase_summary(phase, rows) -> str:
   parts = [f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB" for r in rows]
   return f"{phase.name}: " + "; ".join(parts)
@@ -226,7 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           scalars = _step_scalars(metrics, clients)
           bad = [name for name, value in scalars.items() if not np.isfinite(value)]
           if bad:
-            raise _diverged(step, phase, f"{bad[0]} is {scalars[bad[0]]}", checkpoints)
+            raise _diverged(step, phase, _non_finite(bad, scalars), checkpoints)
           bar.update(1)
           if scalars:
             bar.set_postfix(loss=f"{np.mean(list(scalars.values())):.4f}")
