@@ -40,6 +40,7 @@ def server_after_each_phase(data_dir, tmp_path_factory):
   return config, servers, rows
 
 
+@pytest.mark.slow  # The run of the fixture: over 30 s on 2 cores.
 def test_after_the_upload_the_server_receives_nothing(server_after_each_phase):
   _, servers, _ = server_after_each_phase
   assert not np.any(servers["local"]["uploaded"])  # Nothing before the upload...
@@ -54,6 +55,7 @@ def test_after_the_upload_the_server_receives_nothing(server_after_each_phase):
     np.testing.assert_array_equal(body("finetune")[key], value)
 
 
+@pytest.mark.slow  # The run of the fixture: over 30 s on 2 cores.
 def test_one_upload_and_one_download_per_client_are_counted(server_after_each_phase):
   config, servers, _ = server_after_each_phase
   model = models.build(config.model, config.data.patch_size)
@@ -65,6 +67,7 @@ def test_one_upload_and_one_download_per_client_are_counted(server_after_each_ph
   assert counted["download_bytes"] == body_bytes
 
 
+@pytest.mark.slow  # The run of the fixture: over 30 s on 2 cores.
 def test_the_run_reports_every_task_after_finetuning(server_after_each_phase):
   config, _, rows = server_after_each_phase
   assert {r["phase_name"] for r in rows} == {"cycle 1 local", "cycle 1 finetune"}

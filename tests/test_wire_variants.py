@@ -150,6 +150,7 @@ def test_only_the_kept_tokens_are_sent_and_they_go_back_in_place():
   assert np.all(back[~np.asarray(keep)] == 0)
 
 
+@pytest.mark.slow  # Two compilations of the steps: over 30 s on 2 cores.
 def test_mixed_steps_train_every_client_and_the_body():
   groups = mixing.groups(TASKS, 3, "any")  # One group mixing all three clients.
   state, client_metrics, server_metrics = run_steps(False, mix_groups=groups)
