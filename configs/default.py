@@ -52,8 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
       cycles=2,  # Each: a client phase, then a server phase; evaluation after each phase.
       client_phase_steps=(100,),  # One value for all clients, or one per client.
       server_phase_steps=15,
-      unify_every=0,  # FedAvg of same-task heads/tails every N client steps (0: phase ends
-                     # only; -1: never, an ablation, not the paper).
+      unify_every=10,  # FedAvg of same-task heads/tails every N client steps and at phase
+                      # ends (0: phase ends only; -1: never, an ablation, not the paper).
       client_lr=1e-3,
       server_lr=5e-4,
       lr_decay="cosine",  # constant (official) | cosine: to 0 over each side's updates,
@@ -76,8 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
       stride=48,  # Paper: 16. Larger is faster and worse: 64 leaves seams (-0.1 dB on
                   # deblurring and q50, -0.3 on denoising) for 20% less eval time.
       batch_size=32,  # Patches per model call.
-      blend="uniform",  # uniform (paper): average overlapping patches | weighted: cross-fade
-                        # them, which hides the patch grid (evaluation/tiling.py).
+      blend="weighted",  # uniform (paper): average overlapping patches | weighted: cross-fade
+                         # them, which hides the patch grid (evaluation/tiling.py).
+      every="cycle",  # phase (paper): evaluate after every phase | cycle: after each cycle only.
       max_images=0,  # 0: every test image.
   ))
   # Only `tavit-flower` reads this: reply_timeout, on_client_failure (wait | proceed), max_wait,

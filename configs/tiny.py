@@ -18,6 +18,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.update(dim=8, attn_heads=2, attn_head_dim=4, body_layers=1, body_heads=2,
                       body_mlp_dim=32)
   config.train.update(cycles=2, client_phase_steps=(3,), server_phase_steps=2, checkpoint_every=2)
-  config.eval.update(stride=32, batch_size=16, max_images=1)
+  config.eval.update(stride=32, batch_size=16, max_images=1, blend="uniform", every="phase")
   config.lock()
   return config

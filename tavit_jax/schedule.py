@@ -12,6 +12,8 @@ import numpy as np
 from tavit_jax.errors import TavitError
 
 MODES = ("alternating", "end_to_end", "single_round")
+# `eval.every`: evaluate after every phase (the paper) or only after each cycle's last one.
+EVAL_EVERY = ("phase", "cycle")
 # Kinds of phase in which the clients' heads and tails step (`Steps.client`). 'local' and
 # 'finetune' are single_round's message-free client phases (SPEC §5.3).
 CLIENT_KINDS = ("client", "local", "finetune")
@@ -91,6 +93,17 @@ def _single_round_schedule(train: ml_collections.ConfigDict) -> list[Phase]:
     phases.append(Phase(len(phases), 1, kind, start, steps))
     start += steps
   return phases
+
+
+def evaluated_phases(phases: list[Phase], every: str) -> set[int]:
+  """Indices of the phases after which the clients' models are evaluated. The last phase
+  always is; `every='cycle'` skips the others inside a cycle (a faster run, fewer points on
+  the per-phase plot)."""
+  if every not in EVAL_EVERY:
+    raise TavitError(f"eval.every must be one of {EVAL_EVERY}, not {every!r}")
+  last_of_cycle = {phase.cycle: phase.index for phase in phases if phase.evaluated}
+  return {phase.index for phase in phases if phase.evaluated and
+          (every == "phase" or phase.index == last_of_cycle[phase.cycle])}
 
 
 def active_clients(phase: Phase, step: int, per_client_steps: np.ndarray) -> np.ndarray:

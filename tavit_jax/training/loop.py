@@ -166,6 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   num_clients = len(clients)
   ids = roster.task_ids(client_tasks)
   phases = schedule_lib.make_schedule(config.train, num_clients)
+  evaluated = schedule_lib.evaluated_phases(phases, config.eval.every)
   per_client_steps = schedule_lib.client_phase_steps(config.train, num_clients)
   client_map = steps_lib.resolve_client_map(config.train.client_map)
   distributed.check_clients_fit(num_clients, client_map)
@@ -249,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           if stopping and step < phase.end:
             return results.rows
       check_finite(step, phase, state)
-      if phase.evaluated:
+      if phase.index in evaluated:
         _evaluate(steps, state, config, phase, step, primary, results, writer, workdir, say)
       checkpoints.save(step, state, distributed.pack_data_states(data.get_state()))
       if max_steps is not None and step - start_step >= max_steps:
