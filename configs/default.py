@@ -11,9 +11,10 @@ shake in a few hundred steps.
 
 Departures from the paper's protocol, each an option: FedAvg of same-task heads and tails
 every 10 client steps (`train.unify_every`; with FedAvg at phase ends only, denoising was
-0.6-1.5 dB lower per seed, light rain 0.3-0.4: client drift), evaluation after each cycle instead of each phase (`eval.every`; halves
-the evaluation time) and cross-faded patches (`eval.blend=weighted`; hides the 48-pixel
-patch grid of the sample pictures, within ±0.1 dB of the paper's plain average).
+0.6-1.5 dB lower per seed, light rain 0.3-0.4: client drift), evaluation after each cycle
+instead of each phase (`eval.every`; halves the evaluation time) and cross-faded patches
+(`eval.blend=weighted`; hides the 48-pixel patch grid of the sample pictures, within
+±0.1 dB of the paper's plain average).
 
 The learning rates hold for half of each side's updates, then fall to 0 along a cosine
 (`train.lr_decay`; not official). Measured on this job: with a constant rate JPEG q50 lost
