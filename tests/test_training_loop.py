@@ -73,6 +73,14 @@ def test_a_run_leaves_results_pictures_and_checkpoints(uninterrupted):
 
 
 @pytest.mark.slow  # Over 30 s on 2 cores; CI runs it.
+def test_eval_every_cycle_evaluates_only_after_each_cycles_server_phase(data_dir, tmp_path):
+  config = tiny_config(data_dir, cycles=1)
+  config.eval.every = "cycle"
+  rows = train_and_evaluate(config, str(tmp_path))
+  assert {r["phase_name"] for r in rows} == {"cycle 1 server"}
+  assert os.listdir(tmp_path / "samples") == ["phase_01.png"]
+
+
 def test_resume_after_interrupt_equals_uninterrupted(uninterrupted, data_dir, tmp_path):
   workdir = str(tmp_path)
   config = tiny_config(data_dir)
