@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.full_res_skip = True
   config.train = ml_collections.ConfigDict(dict(
       mode="alternating",  # alternating (TAViT) | end_to_end (the Base baseline).
-      cycles=2,  # Each: a client phase, then a server phase; evaluation after each phase.
+      cycles=2,  # Each: a client phase, then a server phase (evaluation: eval.every).
       client_phase_steps=(100,),  # One value for all clients, or one per client.
       server_phase_steps=15,
       unify_every=10,  # FedAvg of same-task heads/tails every N client steps and at phase
