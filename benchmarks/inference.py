@@ -22,7 +22,7 @@ import numpy as np
 
 from tavit_jax import models
 from tavit_jax.evaluation import tiling
-from timing import interleaved, load, torch_reference  # benchmarks/timing.py, beside this file.
+from timing import interleaved, load, torch_network  # benchmarks/timing.py, beside this file.
 
 PATCH = 64
 
@@ -42,16 +42,7 @@ def torch_restorer(config, threads: int):
   import torch  # pylint: disable=g-import-not-at-top
   if threads:
     torch.set_num_threads(threads)
-  ref = torch_reference()
-  sizes = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), heads=config.attn_heads,
-               dim_head=config.attn_head_dim, groups=config.groups)
-  side = PATCH // 2 ** (len(config.dim_mults) - 1)
-  torch.manual_seed(0)
-  head = ref.Unet_encoder(3, **sizes).eval()
-  body = ref.cnnTransformer(n_token=side * side, n_embed=config.dim * config.dim_mults[-1],
-                            n_head=config.body_heads, n_hid=config.body_mlp_dim,
-                            n_layer=config.body_layers, dropout=config.body_dropout).eval()
-  tail = ref.Unet_decoder(3, **sizes).eval()
+  head, body, tail = (m.eval() for m in torch_network(config, PATCH))
 
   def restore(patches):
     with torch.inference_mode():

@@ -144,20 +144,10 @@ class TorchStep:
 
   def __init__(self, model_name, batch):
     import torch  # pylint: disable=g-import-not-at-top
-    from timing import torch_reference  # pylint: disable=g-import-not-at-top
-    ref = torch_reference()
+    from timing import torch_network  # pylint: disable=g-import-not-at-top
     self.torch = torch
     config = models.paper_config() if model_name == "paper" else models.tiny_config()
-    sizes = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), heads=config.attn_heads,
-                 dim_head=config.attn_head_dim, groups=config.groups)
-    side = PATCH // 2 ** (len(config.dim_mults) - 1)
-    torch.manual_seed(0)
-    self.head = ref.Unet_encoder(3, **sizes).train()
-    self.body = ref.cnnTransformer(
-        n_token=side * side, n_embed=config.dim * config.dim_mults[-1],
-        n_head=config.body_heads, n_hid=config.body_mlp_dim, n_layer=config.body_layers,
-        dropout=config.body_dropout).train()
-    self.tail = ref.Unet_decoder(3, **sizes).train()
+    self.head, self.body, self.tail = (m.train() for m in torch_network(config, PATCH))
     params = [p for m in (self.head, self.body, self.tail) for p in m.parameters()]
     self.opt = torch.optim.Adam(params, lr=3e-5, betas=(0.5, 0.999))
     self.x = torch.rand(batch, 3, PATCH, PATCH) * 2 - 1

@@ -31,3 +31,19 @@ def torch_reference():
     sys.path.insert(0, tests)
   import torch_reference as module  # pylint: disable=g-import-not-at-top
   return module
+
+
+def torch_network(config, patch_size: int):
+  """(head, body, tail) of tests/torch_reference.py sized like a tavit_jax model config,
+  seeded with torch.manual_seed(0); the caller picks train or eval mode."""
+  import torch  # pylint: disable=g-import-not-at-top
+  ref = torch_reference()
+  sizes = dict(dim=config.dim, dim_mults=tuple(config.dim_mults), heads=config.attn_heads,
+               dim_head=config.attn_head_dim, groups=config.groups)
+  side = patch_size // 2 ** (len(config.dim_mults) - 1)
+  torch.manual_seed(0)
+  head = ref.Unet_encoder(3, **sizes)
+  body = ref.cnnTransformer(n_token=side * side, n_embed=config.dim * config.dim_mults[-1],
+                            n_head=config.body_heads, n_hid=config.body_mlp_dim,
+                            n_layer=config.body_layers, dropout=config.body_dropout)
+  return head, body, ref.Unet_decoder(3, **sizes)
