@@ -20,8 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.update(suite="paper", batch_size=8, workers=4)
   config.model = models.paper_config()
   config.train.update(cycles=3, client_phase_steps=(20_000,), server_phase_steps=20_000,
-                      client_lr=3e-5, server_lr=3e-5, lr_decay="constant", grad_clip=0.0, unify_every=0,
-                      checkpoint_every=1000, log_every=100)
+                      client_lr=3e-5, server_lr=3e-5, lr_decay="constant", grad_clip=0.0,
+                      unify_every=0, checkpoint_every=1000, log_every=100)
   config.eval.update(stride=16, batch_size=64, max_images=0, blend="uniform", every="phase")
   config.lock()
   return config
