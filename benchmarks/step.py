@@ -25,19 +25,22 @@ import numpy as np
 import optax
 
 from tavit_jax import models
-from tavit_jax.models import layers, tail as tail_module
+from tavit_jax.models import conv, layers, tail as tail_module
 from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 SPEC_GFLOP_PER_PATCH = 99.2  # SPEC §1: forward + backward of the paper model, XLA count.
 PATCH = 64
 
 
-def native_upsample():
-  """The tail with XLA's own transposed convolution (the pre-sub-pixel model)."""
-  return functools.partial(layers.Upsample, subpixel=False)
-
-
-VARIANTS = {"default": None, "native_upsample": native_upsample}
+# Each variant: the (module, attribute) values it swaps in while the model is traced.
+VARIANTS = {
+    "default": {},
+    # The tail with XLA's own transposed convolution (the pre-sub-pixel model).
+    "native_upsample": {(tail_module, "Upsample"): functools.partial(layers.Upsample,
+                                                                     subpixel=False)},
+    # Every 3×3 convolution and both its gradients as XLA's own (before issue 19).
+    "xla_conv": {(conv, "choose_forms"): lambda *shape: ("xla",) * 3},
+}
 
 
 def build_model(name: str, dtype: str) -> models.Model:
@@ -46,16 +49,17 @@ def build_model(name: str, dtype: str) -> models.Model:
   return models.build(config, PATCH)
 
 
-def with_variant(upsample, fn):
-  """Runs `fn` (which traces the model) with the variant's Upsample in the tail."""
+def with_variant(patches: dict, fn):
+  """Runs `fn` (which traces the model) with the variant's values swapped in."""
   def wrapped(*args):
-    original = tail_module.Upsample
-    if upsample is not None:
-      tail_module.Upsample = upsample
+    originals = {key: getattr(*key) for key in patches}
+    for (module, name), value in patches.items():
+      setattr(module, name, value)
     try:
       return fn(*args)
     finally:
-      tail_module.Upsample = original
+      for (module, name), value in originals.items():
+        setattr(module, name, value)
   return wrapped
 
 
@@ -65,10 +69,10 @@ class JaxStep:
 
   def __init__(self, model_name, variant, batch, dtype="float32"):
     model = build_model(model_name, dtype)
-    upsample = VARIANTS[variant] and VARIANTS[variant]()
+    patches = VARIANTS[variant]
     self.model = model
     keys = jax.random.split(jax.random.key(0), 4)
-    init = with_variant(upsample, lambda: {"head": model.init_head(keys[0]),
+    init = with_variant(patches, lambda: {"head": model.init_head(keys[0]),
                                            "body": model.init_body(keys[1]),
                                            "tail": model.init_tail(keys[2])})
     self.params = init()
@@ -89,12 +93,12 @@ class JaxStep:
       updates, opt = self.tx.update(grads, opt, params)
       return optax.apply_updates(params, updates), opt, loss
 
-    self._step = jax.jit(with_variant(upsample, step), donate_argnums=(0, 1))
-    self.lowered = jax.jit(with_variant(upsample, step)).lower(
+    self._step = jax.jit(with_variant(patches, step), donate_argnums=(0, 1))
+    self.lowered = jax.jit(with_variant(patches, step)).lower(
         self.params, self.opt, self.x, self.y, self.t, self.key)
 
     # Parts: forward + backward with fixed random cotangents (what the neighbours send).
-    f_h, cache = with_variant(upsample, model.head_apply)(self.params["head"], self.x, self.t)
+    f_h, cache = with_variant(patches, model.head_apply)(self.params["head"], self.x, self.t)
     self.f_h, self.cache = f_h, cache
     ct = lambda tree: jax.tree_util.tree_map(
         lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), tree)
@@ -115,10 +119,10 @@ class JaxStep:
 
     params = jax.tree_util.tree_map(jnp.copy, self.params)  # The step donates its own.
     self._parts = {
-        "head": (jax.jit(with_variant(upsample, head_part)),
+        "head": (jax.jit(with_variant(patches, head_part)),
                  (params["head"], self.x, self.t, self.head_ct)),
         "body": (jax.jit(body_part), (params["body"], f_h, self.key, self.f_b_ct)),
-        "tail": (jax.jit(with_variant(upsample, tail_part)),
+        "tail": (jax.jit(with_variant(patches, tail_part)),
                  (params["tail"], f_h, cache, self.y)),
     }
 

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tavit_jax.models import conv
+
 
 def mish(x):
   return x * jnp.tanh(jax.nn.softplus(x))
@@ -38,6 +40,24 @@ class TimeMLP(nn.Module):
     return nn.Dense(self.dim, dtype=self.dtype)(mish(h))
 
 
+class Conv3x3(nn.Module):
+  """`nn.Conv(features, (3, 3), padding=1)` (same parameters and outputs) whose forward and
+  two gradients each run in the form fastest on XLA:CPU for the layer's shape
+  (`conv.choose_forms`; BENCHMARKS.md "Convolutions, layer by layer")."""
+
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    forms = conv.choose_forms(x.shape[0], x.shape[1], x.shape[-1], self.features)
+    return conv.conv3x3(x, kernel, forms) + bias
+
+
 class Block(nn.Module):
   """Conv 3×3 → GroupNorm(8) → mish."""
 
@@ -47,7 +67,7 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype)(x)
+    x = Conv3x3(self.features, self.dtype, name="Conv_0")(x)
     return mish(nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)(x))
 
 
