@@ -39,17 +39,20 @@ def test_mixed_forms_differentiate_like_xla_also_under_vmap():
 
 
 def test_paper_shapes_use_the_measured_forms_and_tiny_shapes_stay_xla():
-  assert conv.choose_forms(4, 16, 512, 512) == ("shift9", "shift9", "shift9")
-  assert conv.choose_forms(4, 64, 128, 128) == ("xla", "xla", "shift9")
+  assert conv.choose_forms(4, 16, 512, 512) == ("xla", "xla", "shift9")
+  assert conv.choose_forms(4, 64, 3, 128) == ("xla", "xla", "shift9")
   assert conv.choose_forms(4, 64, 16, 16) == ("xla",) * 3
   with pytest.raises(ValueError, match="unknown convolution form 'winograd'"):
     conv.forward(*_data()[:2], "winograd")
 
 
 def test_conv3x3_layer_is_flax_conv_with_the_same_parameters():
-  x = _data(cin=256, cout=256, side=4, batch=1)[0]  # Shapes that take the nine-tap forms.
-  ours, flax_conv = layers.Conv3x3(256), nn.Conv(256, (3, 3), padding=1)
+  x = _data(cin=128, cout=128, side=4, batch=1)[0]  # A shape that takes the nine taps.
+  ours, flax_conv = layers.Conv3x3(128), nn.Conv(128, (3, 3), padding=1)
   params = ours.init(jax.random.key(0), x)
   assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(
       jnp.shape, flax_conv.init(jax.random.key(0), x))
   np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), atol=1e-4)
+  grads = [jax.grad(lambda p, m=m: jnp.sum(m.apply(p, x) ** 2))(params) for m in (ours, flax_conv)]
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3),
+                         *grads)
