@@ -2,6 +2,7 @@
 
   python benchmarks/step.py [--model=paper] [--batch=4] [--repeats=5] [--parts]
       [--variants=default,native_upsample] [--threads=N] [--no-torch]
+      [--dtype=bfloat16] [--torch-device=cuda] [--peak-tflops=989.4]
 
 A step is head → body → tail forward and backward of the MSE loss, then Adam (betas 0.5,
 0.999) on all three parts, in train mode (body dropout on) — what the joint step does for
@@ -144,20 +145,30 @@ class JaxStep:
 
 # ----------------------------------------------------------------------------- PyTorch
 class TorchStep:
-  """The same network from tests/torch_reference.py, eager, Adam on all parameters."""
+  """The same network from tests/torch_reference.py, eager, Adam on all parameters.
 
-  def __init__(self, model_name, batch):
+  On a GPU ('cuda') it matches JAX's defaults: TF32 matrix products in float32, and
+  bfloat16 through autocast (float32 parameters, as tavit_jax's compute dtype)."""
+
+  def __init__(self, model_name, batch, device="cpu", dtype="float32"):
+    import contextlib  # pylint: disable=g-import-not-at-top
     import torch  # pylint: disable=g-import-not-at-top
     from timing import torch_network  # pylint: disable=g-import-not-at-top
     self.torch = torch
+    if device == "cuda":
+      torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    self.autocast = (functools.partial(torch.autocast, device, dtype=torch.bfloat16)
+                     if dtype == "bfloat16" else contextlib.nullcontext)
     config = models.paper_config() if model_name == "paper" else models.tiny_config()
-    self.head, self.body, self.tail = (m.train() for m in torch_network(config, PATCH))
+    self.head, self.body, self.tail = (m.train().to(device)
+                                       for m in torch_network(config, PATCH))
     params = [p for m in (self.head, self.body, self.tail) for p in m.parameters()]
     self.opt = torch.optim.Adam(params, lr=3e-5, betas=(0.5, 0.999))
-    self.x = torch.rand(batch, 3, PATCH, PATCH) * 2 - 1
-    self.y = torch.rand(batch, 3, PATCH, PATCH) * 2 - 1
-    self.t = torch.zeros(batch, dtype=torch.long)
-    with torch.no_grad():
+    self.x = torch.rand(batch, 3, PATCH, PATCH, device=device) * 2 - 1
+    self.y = torch.rand(batch, 3, PATCH, PATCH, device=device) * 2 - 1
+    self.t = torch.zeros(batch, dtype=torch.long, device=device)
+    with torch.no_grad(), self.autocast():
       f_h, time_vec, skips = self.head(self.x, self.t)
     self.f_h, self.time_vec, self.skips = f_h, time_vec, skips
     self.head_ct = [torch.randn_like(a) for a in (f_h, time_vec, *skips)]
@@ -165,28 +176,32 @@ class TorchStep:
 
   def step(self):
     self.opt.zero_grad(set_to_none=True)
-    f_h, time_vec, skips = self.head(self.x, self.t)
-    out = self.tail(self.body(f_h), time_vec, skips)
-    loss = self.torch.mean(self.torch.square(out - self.y))
+    with self.autocast():
+      f_h, time_vec, skips = self.head(self.x, self.t)
+      out = self.tail(self.body(f_h), time_vec, skips)
+      loss = self.torch.mean(self.torch.square(out.float() - self.y))
     loss.backward()
     self.opt.step()
+    self.sync()
 
   def part(self, name):
     torch = self.torch
-    if name == "head":
-      outs = self.head(self.x, self.t)
-      torch.autograd.backward([outs[0], outs[1], *outs[2]], self.head_ct)
-    elif name == "body":
-      f_h = self.f_h.detach().requires_grad_()
-      torch.autograd.backward(self.body(f_h), self.f_b_ct)
-    else:
-      f_b = self.f_h.detach().requires_grad_()
-      skips = [s.detach().requires_grad_() for s in self.skips]
-      time_vec = self.time_vec.detach().requires_grad_()
-      out = self.tail(f_b, time_vec, skips)
-      torch.mean(torch.square(out - self.y)).backward()
+    with self.autocast():
+      if name == "head":
+        outs = self.head(self.x, self.t)
+        torch.autograd.backward([outs[0], outs[1], *outs[2]], self.head_ct)
+      elif name == "body":
+        f_h = self.f_h.detach().requires_grad_()
+        torch.autograd.backward(self.body(f_h), self.f_b_ct)
+      else:
+        f_b = self.f_h.detach().requires_grad_()
+        skips = [s.detach().requires_grad_() for s in self.skips]
+        time_vec = self.time_vec.detach().requires_grad_()
+        out = self.tail(f_b, time_vec, skips)
+        torch.mean(torch.square(out.float() - self.y)).backward()
     for module in (self.head, self.body, self.tail):
       module.zero_grad(set_to_none=True)
+    self.sync()
 
   def flops(self) -> float:
     """PyTorch's FlopCounterMode count of one step's forward and backward, in FLOP."""
@@ -202,18 +217,20 @@ class TorchStep:
 
 
 # ----------------------------------------------------------------------------- timing
-def matmul_peak(size: int, repeats: int, use_torch: bool) -> dict:
-  """Best GFLOP/s of a float32 size×size matrix product, jnp and torch."""
+def matmul_peak(size: int, repeats: int, torch_device, dtype: str) -> dict:
+  """Best GFLOP/s of a size×size matrix product in `dtype`, jnp (and torch on
+  `torch_device`, None: no torch)."""
   flop = 2 * size ** 3
-  a = jax.random.normal(jax.random.key(0), (size, size))
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   mm = jax.jit(jnp.dot)
   mm(a, a).block_until_ready()
   fns = {"jnp": lambda: mm(a, a).block_until_ready()}
-  if use_torch:
+  if torch_device:
     import torch  # pylint: disable=g-import-not-at-top
-    b = torch.randn(size, size)
+    b = torch.randn(size, size, device=torch_device, dtype=getattr(torch, dtype))
+    sync = torch.cuda.synchronize if torch_device == "cuda" else (lambda: None)
     torch.mm(b, b)
-    fns["torch"] = lambda: torch.mm(b, b)
+    fns["torch"] = lambda: (torch.mm(b, b), sync())
   best = {name: 0.0 for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
@@ -236,6 +253,9 @@ def main():
   parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
   parser.add_argument("--matmul", type=int, default=2048, help="side of the peak matmul")
   parser.add_argument("--no-torch", dest="torch", action="store_false")
+  parser.add_argument("--torch-device", default="cpu", help="cpu | cuda (PyTorch's device)")
+  parser.add_argument("--peak-tflops", type=float, default=0.0,
+                      help="the accelerator's stated peak in the run's dtype: adds an MFU column")
   args = parser.parse_args()
 
   if args.torch:
@@ -247,16 +267,18 @@ def main():
   contenders = {f"tavit_jax ({v})" if len(variants) > 1 else "tavit_jax":
                 JaxStep(args.model, v, args.batch, args.dtype) for v in variants}
   if args.torch:
-    contenders["PyTorch eager"] = TorchStep(args.model, args.batch)
+    contenders["PyTorch eager"] = TorchStep(args.model, args.batch, args.torch_device,
+                                            args.dtype)
+  torch_device = args.torch_device if args.torch else None
 
-  peak = matmul_peak(args.matmul, 5, args.torch)
+  peak = matmul_peak(args.matmul, 5, torch_device, args.dtype)
   step_times = interleaved({n: c.step for n, c in contenders.items()}, args.repeats)
   part_times = {}
   if args.parts:
     part_times = interleaved({(n, p): functools.partial(c.part, p)
                               for p in ("head", "body", "tail") for n, c in contenders.items()},
                              args.repeats)
-  peak_after = matmul_peak(args.matmul, 5, args.torch)
+  peak_after = matmul_peak(args.matmul, 5, torch_device, args.dtype)
   peak = {k: max(peak[k], peak_after[k]) for k in peak}
   best_peak = max(peak.values())
 
@@ -272,20 +294,23 @@ def main():
   print(f"- load average (1/5/15 min): {load_before} at start, {load()} at end")
   print(f"- model {args.model}, batch {args.batch} of {PATCH}×{PATCH}, {args.repeats} interleaved "
         f"repeats, tavit_jax dtype {args.dtype}")
-  print(f"- matmul peak ({args.matmul}², float32): "
+  print(f"- matmul peak ({args.matmul}², {args.dtype}): "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
   print(f"- FLOP per patch: XLA cost analysis {xla_flop / args.batch / 1e9:.1f} G, "
         f"torch FlopCounterMode {torch_flop / args.batch / 1e9:.1f} G (matmul/conv only), "
         f"SPEC {SPEC_GFLOP_PER_PATCH} G; rates below use "
         f"{flop / args.batch / 1e9:.1f} G\n")
   reference = statistics.median(step_times["PyTorch eager"]) if args.torch else None
-  print("| implementation | median s/step | min s/step | GFLOP/s | % of matmul peak | speed vs PyTorch |")
-  print("|---|---|---|---|---|---|")
+  mfu = args.peak_tflops > 0
+  print("| implementation | median s/step | min s/step | GFLOP/s | % of matmul peak | "
+        + (f"MFU (of {args.peak_tflops:g} TFLOP/s) | " if mfu else "") + "speed vs PyTorch |")
+  print("|---|---|---|---|---|" + ("---|" if mfu else "") + "---|")
   for name, times in step_times.items():
     med = statistics.median(times)
     ratio = f"{reference / med:.2f}×" if reference else "–"
-    print(f"| {name} | {med:.2f} | {min(times):.2f} | {flop / med / 1e9:.0f} | "
-          f"{100 * flop / med / 1e9 / best_peak:.0f}% | {ratio} |")
+    utilisation = f"{100 * flop / med / 1e12 / args.peak_tflops:.1f}% | " if mfu else ""
+    print(f"| {name} | {med:.3g} | {min(times):.3g} | {flop / med / 1e9:.0f} | "
+          f"{100 * flop / med / 1e9 / best_peak:.0f}% | {utilisation}{ratio} |")
   if part_times:
     names = list(contenders)
     print("\nForward + backward by part, median seconds:\n")
@@ -293,7 +318,7 @@ def main():
     print("|---|" + "---|" * len(names))
     for part in ("head", "body", "tail"):
       print(f"| {part} | " + " | ".join(
-          f"{statistics.median(part_times[(n, part)]):.2f}" for n in names) + " |")
+          f"{statistics.median(part_times[(n, part)]):.3g}" for n in names) + " |")
 
 
 if __name__ == "__main__":
