@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU figure issue 19 asks for, in one short device session (about 6 minutes on an
 # H100/H200): the paper step in float32 and bfloat16 against PyTorch eager on the same GPU
-# with model FLOPs utilisation, then K = 8 vmapped clients against the loop.
+# with model FLOPs utilisation (and the CPU's nine-tap kernel gradients, `cpu_conv`, against
+# cuDNN's), then K = 8 vmapped clients against the loop.
 #
 #   bash benchmarks/gpu_figures.sh [OUT_DIR]         # on the GPU machine, repo root
 #
@@ -30,7 +31,7 @@ log="$out/gpu_figures.md"
   for dtype in float32 bfloat16; do
     peak=494.7; [[ $dtype == bfloat16 ]] && peak=989.4
     python3 benchmarks/step.py --model=$model --batch=$batch --repeats=$repeats --parts \
-      --dtype=$dtype --torch-device=$device --peak-tflops=$peak --matmul=$matmul
+      --variants=default,cpu_conv --dtype=$dtype --torch-device=$device --peak-tflops=$peak --matmul=$matmul
   done
   python3 benchmarks/step.py --model=$model --batch=$((batch * 4)) --repeats=$repeats \
     --dtype=bfloat16 --torch-device=$device --peak-tflops=989.4 --matmul=$matmul

@@ -40,7 +40,9 @@ VARIANTS = {
     "native_upsample": {(tail_module, "Upsample"): functools.partial(layers.Upsample,
                                                                      subpixel=False)},
     # Every 3×3 convolution and both its gradients as XLA's own (before issue 19).
-    "xla_conv": {(conv, "choose_forms"): lambda *shape: ("xla",) * 3},
+    "xla_conv": {(conv, "choose_forms"): lambda *channels: ("xla",) * 3},
+    # The CPU's choice (nine-tap kernel gradients) on any backend: to time it on a GPU.
+    "cpu_conv": {(conv, "choose_forms"): functools.partial(conv.choose_forms, backend="cpu")},
 }
 
 
@@ -74,8 +76,8 @@ class JaxStep:
     self.model = model
     keys = jax.random.split(jax.random.key(0), 4)
     init = with_variant(patches, lambda: {"head": model.init_head(keys[0]),
-                                           "body": model.init_body(keys[1]),
-                                           "tail": model.init_tail(keys[2])})
+                                          "body": model.init_body(keys[1]),
+                                          "tail": model.init_tail(keys[2])})
     self.params = init()
     self.tx = optax.adam(3e-5, b1=0.5, b2=0.999)
     self.opt = self.tx.init(self.params)

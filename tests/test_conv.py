@@ -38,10 +38,11 @@ def test_mixed_forms_differentiate_like_xla_also_under_vmap():
     np.testing.assert_allclose(a[1], b, atol=5e-5)
 
 
-def test_paper_shapes_use_the_measured_forms_and_tiny_shapes_stay_xla():
-  assert conv.choose_forms(4, 16, 512, 512) == ("xla", "xla", "shift9")
-  assert conv.choose_forms(4, 64, 3, 128) == ("xla", "xla", "shift9")
-  assert conv.choose_forms(4, 64, 16, 16) == ("xla",) * 3
+def test_paper_layers_on_cpu_use_the_measured_forms_and_the_rest_stay_xla():
+  assert conv.choose_forms(512, 512, "cpu") == ("xla", "xla", "shift9")
+  assert conv.choose_forms(3, 128, "cpu") == ("xla", "xla", "shift9")
+  assert conv.choose_forms(16, 16, "cpu") == ("xla",) * 3
+  assert conv.choose_forms(512, 512, "gpu") == ("xla",) * 3
   with pytest.raises(ValueError, match="unknown convolution form 'winograd'"):
     conv.forward(*_data()[:2], "winograd")
 

@@ -71,16 +71,18 @@ def kernel_grad(x, g, form: str):
   raise ValueError(f"unknown convolution form {form!r}; expected one of {FORMS}")
 
 
-def choose_forms(batch: int, side: int, cin: int, cout: int) -> tuple[str, str, str]:
-  """The (forward, input grad, kernel grad) forms for a layer shape; BENCHMARKS.md
-  "Convolutions, layer by layer" (2-core XLA:CPU) has the measurements.
+def choose_forms(cin: int, cout: int, backend: str | None = None) -> tuple[str, str, str]:
+  """The (forward, input grad, kernel grad) forms for a layer's channels on `backend`
+  (None: JAX's default); BENCHMARKS.md "Convolutions, layer by layer" has the measurements.
 
-  XLA's own kernel gradient is the slow one at 128+ channels (1.1-4.2× the nine-tap sum).
-  The nine taps also win forward and input gradient alone at the paper's 16×16 layers, but
-  not inside a training step (their slices nearly double its scratch memory: 3.15 s vs
-  2.84 s a step), and below 128 channels (the tiny model) XLA's forms win or tie."""
-  del batch, side  # The rule needs only the channels; the signature keeps room for more.
-  return "xla", "xla", "shift9" if max(cin, cout) >= 128 else "xla"
+  On XLA:CPU its own kernel gradient is the slow one at 128+ channels (1.1-4.2× the
+  nine-tap sum). The nine taps also win forward and input gradient alone at the paper's
+  16×16 layers, but not inside a training step (their slices nearly double its scratch
+  memory: 3.15 s vs 2.84 s a step), and below 128 channels (the tiny model) XLA's forms
+  win or tie. Accelerators keep XLA's forms (cuDNN's on a GPU): nothing was measured there
+  (benchmarks/gpu_figures.sh times the nine taps against them)."""
+  nine_taps = (backend or jax.default_backend()) == "cpu" and max(cin, cout) >= 128
+  return "xla", "xla", "shift9" if nine_taps else "xla"
 
 
 def conv3x3(x, w, forms: tuple[str, str, str]):

@@ -41,9 +41,9 @@ class TimeMLP(nn.Module):
 
 
 class Conv3x3(nn.Module):
-  """`nn.Conv(features, (3, 3), padding=1)` (same parameters and outputs) whose forward and
-  two gradients each run in the form fastest on XLA:CPU for the layer's shape
-  (`conv.choose_forms`; BENCHMARKS.md "Convolutions, layer by layer")."""
+  """`nn.Conv(features, (3, 3), padding=1)` (same parameters, outputs and gradients) whose
+  kernel gradient, on a CPU at 128+ channels, is nine tap products instead of XLA's
+  slower one (`conv.choose_forms`; BENCHMARKS.md "Convolutions, layer by layer")."""
 
   features: int
   dtype: Any = None
@@ -54,7 +54,7 @@ class Conv3x3(nn.Module):
                         (3, 3, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    forms = conv.choose_forms(x.shape[0], x.shape[1], x.shape[-1], self.features)
+    forms = conv.choose_forms(x.shape[-1], self.features)
     return conv.conv3x3(x, kernel, forms) + bias
 
 
