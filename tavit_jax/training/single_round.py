@@ -7,7 +7,10 @@
 2. upload: each client sends, once, `upload_batches` batches of f_H from its head (frozen
    from here on for what it sent), every sample's tokens in a fresh order from the client's
    own key (p-FeSTA's permutation, SPEC §5.1; needs `model.pos_emb=client`). The server
-   keeps them in `state['server']['uploaded']`: the only client data it ever holds.
+   keeps them in `state['server']['uploaded']`: the only client data it ever holds. The
+   order hides no positions: each token carries the head's position embedding, so a server
+   that can run the head on images of its own puts the tokens back in order and inverts
+   them (EXPERIMENTS.md, privacy section); treat the upload as revealing the client's images.
 3. dino: the server alone trains the body by self-distillation on those tokens (dino.py).
 4. finetune: each client downloads the body once and fine-tunes its head and tail through
    its copy (frozen) with no further messages: the client steps of the other modes, whose
