@@ -66,12 +66,14 @@ _OVERRIDE = flags.DEFINE_multi_string("override", [], "key=value for every run's
 _COLUMNS = flags.DEFINE_list("columns", None, "only these columns' runs (default: all)")
 _ATTACK_STEPS = flags.DEFINE_integer("attack_steps", 400, "privacy: attacker training steps")
 
+NO_POSITIONS = (("model.pos_emb", "none"), ("train.permute_tokens", "per_sample"))
 PRIVACY_VARIANTS = {
     "plain": (),
     "permuted": (("model.pos_emb", "client"), ("train.permute_tokens", "per_sample")),
-    "punched ρ=0.5": (("model.mask_token", True), ("train.token_keep", 0.5)),
+    "no positions": NO_POSITIONS,
+    "noised σ=2": NO_POSITIONS + (("model.feature_clip", 1.0), ("model.feature_noise", 2.0)),
+    "noised σ=8": NO_POSITIONS + (("model.feature_clip", 1.0), ("model.feature_noise", 8.0)),
     "punched ρ=0.25": (("model.mask_token", True), ("train.token_keep", 0.25)),
-    "mixed K=2": (("train.token_mix", "cutmix"), ("train.mix_clients", 2)),
     "bfloat16 wire": (("train.wire_dtype", "bfloat16"),),
 }
 
@@ -157,7 +159,8 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, c
       for column, changes in variants.items():
         # Unchanged TAViT has one name in every table, so the tables share its runs.
         name = "TAViT" if not changes else (
-            column.replace(" ", "_").replace("×", "x").replace("ρ=", "").replace("K=", "K"))
+            column.replace(" ", "_").replace("×", "x").replace("ρ=", "").replace("K=", "K")
+            .replace("σ=", "sigma"))
         runs.append(Run(column, f"{name}_seed{seed}", multi,
                         common + multi_only + (("seed", seed),) + changes))
   if columns_only:

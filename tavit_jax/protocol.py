@@ -23,6 +23,7 @@ WIRE_DTYPES = ("float32", "bfloat16")
 PERMUTATIONS = ("none", "per_sample")  # train.permute_tokens (SPEC §5.1).
 _PERMUTATION_STREAM = 0x5045524D  # fold_in tag: the client's permutation key ('PERM').
 _KEEP_STREAM = 0x4B454550  # fold_in tag: which tokens a client sends ('KEEP').
+_NOISE_STREAM = 0x4E4F4953  # fold_in tag: the client's f_H noise key ('NOIS').
 
 
 def wire_dtype(name: str):
@@ -76,9 +77,9 @@ def check_permutation(permute_tokens: str, pos_emb: str) -> bool:
   """Whether tokens are permuted; a body that adds positions itself cannot take them so."""
   if permute_tokens not in PERMUTATIONS:
     raise TavitError(f"train.permute_tokens must be one of {PERMUTATIONS}, not {permute_tokens!r}")
-  if permute_tokens != "none" and pos_emb != "client":
-    raise TavitError("train.permute_tokens=per_sample needs model.pos_emb=client (the server's "
-                     "position embedding would be added to shuffled tokens)")
+  if permute_tokens != "none" and pos_emb == "server":
+    raise TavitError("train.permute_tokens=per_sample needs model.pos_emb=none or client (the "
+                     "server's position embedding would be added to shuffled tokens)")
   return permute_tokens != "none"
 
 
@@ -90,6 +91,12 @@ def permutation_key(step_key):
   body's permutation equivariance the result is the same to float tolerance.
   """
   return jax.random.fold_in(step_key, _PERMUTATION_STREAM)
+
+
+def noise_key(step_key):
+  """The key of a client's f_H noise at one step (`model.feature_noise`); in-process it
+  stands for the client's private stream, as `permutation_key` does."""
+  return jax.random.fold_in(step_key, _NOISE_STREAM)
 
 
 def token_permutations(key, batch: int, num_tokens: int):
@@ -172,9 +179,11 @@ def mse(output, target):
   return jnp.mean(jnp.square(output - target))
 
 
-def client_forward(model: Model, head, x, timesteps):
-  """Step 1, client: returns (f_H to send, cache to keep)."""
-  return model.head_apply(head, x, timesteps)
+def client_forward(model: Model, head, x, timesteps, noise_rng=None):
+  """Step 1, client: returns (f_H to send, cache to keep); `noise_rng`: the client's private
+  key for `model.feature_noise` (the noise does not change any gradient, so the backward
+  functions recompute f_H without it)."""
+  return model.head_apply(head, x, timesteps, noise_rng)
 
 
 def server_forward(model: Model, body, f_h, dropout_rng=None, keep=None):

@@ -162,8 +162,10 @@ def _centre_crop(image: np.ndarray, max_side: int) -> np.ndarray:
   return image[top:top + h, left:left + w]
 
 
-def save_sample_grid(samples: Sequence[Sample], path: str, *, max_side: int = 256) -> None:
-  """Writes a PNG with one row per (label, input, output, target) sample.
+def save_sample_grid(samples: Sequence[Sample], path: str, *, max_side: int = 256,
+                     columns: Sequence[str] = GRID_COLUMNS) -> None:
+  """Writes a PNG with one row per (label, input, output, target) sample (or per label and
+  one image for each of `columns`).
 
   Each image is centre-cropped to at most max_side×max_side (full images would make the
   grid unreadably large). Columns are as wide as the widest crop; each row is as tall as
@@ -175,12 +177,12 @@ def save_sample_grid(samples: Sequence[Sample], path: str, *, max_side: int = 25
   cell_w = max(c.shape[1] for row in crops for c in row)
   row_tops = np.cumsum([GRID_HEADER] + [
       GRID_LABEL + max(c.shape[0] for c in row) + GRID_MARGIN for row in crops])
-  width = len(GRID_COLUMNS) * (cell_w + GRID_MARGIN) + GRID_MARGIN
+  width = len(columns) * (cell_w + GRID_MARGIN) + GRID_MARGIN
   height = int(row_tops[-1]) + GRID_MARGIN
   canvas = Image.new("RGB", (width, height), "white")
   draw = ImageDraw.Draw(canvas)
   font = ImageFont.load_default()
-  for col, title in enumerate(GRID_COLUMNS):
+  for col, title in enumerate(columns):
     draw.text((GRID_MARGIN + col * (cell_w + GRID_MARGIN), 2), title, fill="black", font=font)
   for (label, *_), row, top in zip(samples, crops, row_tops.tolist()):
     draw.text((GRID_MARGIN, top + 1), str(label), fill="black", font=font)

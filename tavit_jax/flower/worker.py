@@ -89,7 +89,8 @@ class ClientWorker:
     self.token_shape = (self.batch_size, *self.model.token_shape)
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.permute = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
-    self._secret = _permutation_secret(workdir) if self.permute else None
+    self.noised = self.model.feature_noise > 0
+    self._secret = _permutation_secret(workdir) if self.permute or self.noised else None
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     tx, _ = state_lib.optimizers(config.train, len(tasks))
@@ -161,6 +162,13 @@ class ClientWorker:
     return np.stack([np.concatenate([rng.permutation(np.flatnonzero(row)),
                                      rng.permutation(np.flatnonzero(~row))]) for row in keep])
 
+  def _noise_key(self, step: int):
+    """This client's key of its f_H noise at `step` (`model.feature_noise`): from its own
+    secret, never sent, so the server cannot subtract the noise; None when not noised."""
+    if not self.noised:
+      return None
+    return jax.random.PRNGKey(np.random.default_rng([self._secret, step, 1]).integers(2**31))
+
   def _keep(self, key):
     """Which tokens are sent at this step (the server draws the same from the same key)."""
     b, h, w, _ = self.token_shape
@@ -205,7 +213,7 @@ class ClientWorker:
       return {"done": True}, {}
     x, y = self._batch(step)
     timesteps = self.model.timesteps(jnp.asarray(config["key"], jnp.uint32), self.batch_size)
-    f_h, cache = self._forward(self.state["head"], x, timesteps)
+    f_h, cache = self._forward(self.state["head"], x, timesteps, self._noise_key(step))
     self.pending = {"step": step, "x": x, "y": y, "t": timesteps, "cache": cache}
     return {}, {"f_h": self._to_wire(step, config["key"], f_h, sent_only=True)}
 

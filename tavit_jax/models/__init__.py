@@ -16,7 +16,10 @@ from tavit_jax.models.head import Head
 from tavit_jax.models.tail import Tail
 
 TIME_CONDITIONING = ("fixed", "random")
-POS_EMB = ("server", "client")  # Who adds the position embedding to the tokens (SPEC §5.1).
+# Who adds the position embedding to the tokens (SPEC §5.1): the server's body (official),
+# the client's head (p-FeSTA; every sent token then carries its position), or nobody (the
+# body is a set function; the tail gets f_B back in order and the skips carry position).
+POS_EMB = ("server", "client", "none")
 NECKS = ("none", "sca_mtl")  # What follows the encoder in the body (SPEC §5.4).
 DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # Compute dtypes; params stay float32.
 NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
@@ -34,6 +37,12 @@ class Model:
   # Not in the official model: the tail predicts a correction added to the input patch
   # (kept in the client's cache). Parameter trees are unchanged. See configs/default.py.
   residual: bool = False
+  # A defence on f_H (not official; no parameters): each token's RMS over its channels is
+  # clipped to `feature_clip` (always, inference too), and Gaussian noise of standard
+  # deviation `feature_noise` × `feature_clip` per channel is added to every f_H that is
+  # sent in training (`noise_rng`). 0: off.
+  feature_clip: float = 0.0
+  feature_noise: float = 0.0
 
   @property
   def token_shape(self) -> tuple[int, int, int]:
@@ -64,9 +73,15 @@ class Model:
     f_h, cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), outputs)
     return self.tail.init(rng, f_h, cache)["params"]
 
-  def head_apply(self, params, x, timesteps):
-    """Client: patches in [-1, 1] → (f_H, cache of skips and time vector)."""
+  def head_apply(self, params, x, timesteps, noise_rng=None):
+    """Client: patches in [-1, 1] → (f_H, cache of skips and time vector). `noise_rng`: the
+    client's private key for the f_H noise defence, given only for what is sent in training."""
     f_h, cache = self.head.apply({"params": params}, x, timesteps)
+    if self.feature_clip > 0:
+      f_h = clip_tokens(f_h, self.feature_clip)
+      if self.feature_noise > 0 and noise_rng is not None:
+        noise = jax.random.normal(noise_rng, f_h.shape, jnp.float32)
+        f_h = f_h + (self.feature_noise * self.feature_clip * noise).astype(f_h.dtype)
     return f_h, (dict(cache, input=x) if self.residual else cache)
 
   def body_apply(self, params, f_h, dropout_rng=None, keep=None, task=None):
@@ -90,6 +105,12 @@ class Model:
     return self.tail_apply(params["tail"], f_b, cache)
 
 
+def clip_tokens(f_h, rms: float):
+  """Each token (B, h, w, C)[b, i, j] scaled down so its RMS over channels is at most `rms`."""
+  norm = jnp.sqrt(jnp.mean(jnp.square(f_h.astype(jnp.float32)), axis=-1, keepdims=True))
+  return (f_h * jnp.minimum(1.0, rms / jnp.maximum(norm, 1e-12))).astype(f_h.dtype)
+
+
 def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   """The model of a `config.model` section (see configs/default.py)."""
   if config.time_conditioning not in TIME_CONDITIONING:
@@ -110,6 +131,11 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   downsample = 2 ** (len(config.dim_mults) - 1)
   if patch_size % downsample:
     raise TavitError(f"data.patch_size {patch_size} must be a multiple of {downsample}")
+  feature_clip, feature_noise = (float(config.get("feature_clip", 0.0)),
+                                 float(config.get("feature_noise", 0.0)))
+  if not (feature_clip >= 0 and feature_noise >= 0) or (feature_noise > 0 and not feature_clip):
+    raise TavitError(f"model.feature_clip and model.feature_noise must be >= 0, and the noise "
+                     f"needs a clip (got feature_clip={feature_clip}, feature_noise={feature_noise})")
   body = Body(layers=config.body_layers, heads=config.body_heads, mlp_dim=config.body_mlp_dim,
               dropout=config.body_dropout, dtype=dtype, position_embedding=pos_emb == "server",
               mask_token=config.get("mask_token", False),
@@ -117,7 +143,7 @@ def build(config: ml_collections.ConfigDict, patch_size: int) -> Model:
   tail = Tail(**shared, zero_init_out=config.residual,
               full_res_skip=config.get("full_res_skip", False))
   return Model(Head(**shared, position_embedding=pos_emb == "client"), body, tail, patch_size,
-               config.time_conditioning, config.residual)
+               config.time_conditioning, config.residual, feature_clip, feature_noise)
 
 
 def paper_config() -> ml_collections.ConfigDict:
@@ -126,8 +152,10 @@ def paper_config() -> ml_collections.ConfigDict:
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
       time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32",
-      pos_emb="server",  # server (official) | client (p-FeSTA, SPEC §5.1).
-      mask_token=False))  # True: the body learns a filler for punched tokens (SPEC §5.2).
+      pos_emb="server",  # server (official) | client (p-FeSTA, SPEC §5.1) | none (no positions sent).
+      mask_token=False,  # True: the body learns a filler for punched tokens (SPEC §5.2).
+      feature_clip=0.0,  # > 0: each f_H token's RMS clipped to this (a defence; not official).
+      feature_noise=0.0))  # > 0: Gaussian noise of this × feature_clip on f_H sent in training.
 
 
 def tiny_config() -> ml_collections.ConfigDict:

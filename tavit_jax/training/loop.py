@@ -33,7 +33,7 @@ _STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size",
 # Fields added to config.json later, with the value every earlier run had.
 _ADDED = {"train.permute_tokens": "none", "train.token_keep": 1.0, "train.token_mix": "none",
           "train.mix_clients": 2}
-_ADDED_TO_MODEL = {"pos_emb": "server", "mask_token": False}
+_ADDED_TO_MODEL = {"pos_emb": "server", "mask_token": False, "feature_clip": 0.0, "feature_noise": 0.0}
 
 
 class TrainingDiverged(TavitError):

@@ -29,9 +29,9 @@ from tavit_jax.training import dino
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  if config.model.pos_emb != "client":
+  if config.model.pos_emb == "server":
     raise TavitError("train.mode=single_round uploads permuted tokens, which needs "
-                     "model.pos_emb=client (the body must have no positions)")
+                     "model.pos_emb=none or client (the body must have no positions)")
 
 
 def view_sizes(settings, num_tokens: int) -> tuple[int, ...]:
@@ -76,7 +76,8 @@ def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phase
     rng, keys = protocol.step_keys(state["rng"], num_clients)
 
     def client_tokens(head, x, key):
-      f_h, _ = model.head_apply(head, x, model.timesteps(key[0], batch_size))
+      f_h, _ = model.head_apply(head, x, model.timesteps(key[0], batch_size),
+                                protocol.noise_key(key[0]))
       order = protocol.token_permutations(protocol.permutation_key(key[0]), batch_size,
                                           num_tokens)
       return send(protocol.permute_tokens(f_h, order)).reshape(batch_size, num_tokens, width)

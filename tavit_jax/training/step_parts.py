@@ -80,7 +80,7 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
   def loss_fn(head, tail, body, x, y, keys, task):
     timesteps = model.timesteps(keys[0], x.shape[0])
     dropout_rng = keys[1] if dropout else None
-    f_h, cache = model.head_apply(head, x, timesteps)
+    f_h, cache = model.head_apply(head, x, timesteps, protocol.noise_key(keys[0]))
     batch, num_tokens = x.shape[0], f_h.shape[1] * f_h.shape[2]
     keep = (None if token_keep == 1 else
             protocol.keep_masks(keys[0], batch, num_tokens, token_keep))

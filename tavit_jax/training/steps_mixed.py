@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tavit_jax import protocol
 from tavit_jax.models import Model
 from tavit_jax.protocol import apply_client_grads
 from tavit_jax.training import mixing
@@ -37,7 +38,8 @@ def make_mixed_steps(model: Model, client_tx: optax.GradientTransformation, part
     f_hs, caches = [], []
     for j in range(mix_clients):
       f_h, cache = model.head_apply(client_slice(heads, j), xs[j],
-                                    model.timesteps(keys[j, 0], batch))
+                                    model.timesteps(keys[j, 0], batch),
+                                    protocol.noise_key(keys[j, 0]))
       f_hs.append(f_h)
       caches.append(cache)
     pasted = mixing.paste([send(f_h) for f_h in f_hs], grid_masks)
