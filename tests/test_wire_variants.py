@@ -23,9 +23,12 @@ def micro_config(pos_emb="client", mask_token=False):
   return config
 
 
-def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0, mix_groups=None):
+def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0, mix_groups=None,
+              noise: float = 0.0):
   """A client step then a server step with SGD (updates linear in the gradients)."""
-  model = models.build(micro_config(pos_emb, mask_token=token_keep < 1), PATCH)
+  config = micro_config(pos_emb, mask_token=token_keep < 1)
+  config.update(feature_clip=0.5 if noise else 0.0, feature_noise=noise)
+  model = models.build(config, PATCH)
   tx = optax.sgd(0.1)
   state = state_lib.init_state(model, TASKS, tx, tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(TASKS), "loop")
@@ -50,6 +53,61 @@ def test_permuted_steps_equal_unpermuted_ones():
   # The step really shuffles: a body that adds positions itself sees a different input.
   permuted, plain = run_steps(True, "server"), run_steps(False, "server")
   assert not np.allclose(permuted[1]["loss"], plain[1]["loss"], rtol=1e-4)
+
+
+@pytest.mark.slow  # Two compilations of the steps.
+def test_without_positions_permuted_steps_equal_unpermuted_ones():
+  """`model.pos_emb=none`: no position anywhere in f_H or the body, so the shuffle changes
+  nothing but float rounding either, with the f_H noise defence on (each client's noise is
+  drawn before the shuffle); the noise itself changes the step."""
+  permuted, plain = run_steps(True, "none", noise=2.0), run_steps(False, "none", noise=2.0)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                         permuted, plain)
+  quiet = run_steps(False, "none", noise=1e-9)  # Clipped as the others, nearly no noise.
+  assert not np.allclose(quiet[1]["loss"], plain[1]["loss"], rtol=1e-3)
+
+
+def test_without_positions_no_tree_holds_a_position_embedding():
+  model = models.build(micro_config("none"), PATCH)
+  key = jax.random.PRNGKey(0)
+  names = lambda tree: {k for path, _ in jax.tree_util.tree_leaves_with_path(tree)
+                        for k in jax.tree_util.keystr(path).split("'")}
+  for tree in (model.init_head(key), model.init_body(key), model.init_tail(key)):
+    assert "position_embedding" not in names(tree)
+
+
+def noised_model(clip=0.5, noise=2.0):
+  config = micro_config("none")
+  config.update(feature_clip=clip, feature_noise=noise)
+  return models.build(config, PATCH)
+
+
+def test_clipped_tokens_and_noise_only_on_what_is_sent():
+  """Every f_H token's RMS is at most the clip, always; noise of σ·clip per channel is added
+  only when a key is given (what is sent in training), fresh per key."""
+  model = noised_model()
+  head = model.init_head(jax.random.PRNGKey(0))
+  x = np.random.default_rng(0).uniform(-1, 1, (4, PATCH, PATCH, 3)).astype(np.float32)
+  t = np.zeros((4,), np.int32)
+  clean, _ = model.head_apply(head, x, t)
+  rms = np.sqrt(np.mean(np.square(clean), -1))
+  assert rms.max() <= 0.5 + 1e-5
+  unclipped, _ = models.build(micro_config("none"), PATCH).head_apply(head, x, t)
+  assert np.sqrt(np.mean(np.square(unclipped), -1)).max() > 0.5  # The clip binds here.
+  np.testing.assert_array_equal(model.apply(
+      {"head": head, "body": model.init_body(jax.random.PRNGKey(1)),
+       "tail": model.init_tail(jax.random.PRNGKey(2))}, x, t).shape, x.shape)
+  noised = [np.asarray(model.head_apply(head, x, t, jax.random.PRNGKey(k))[0]) for k in (1, 2)]
+  for sent in noised:
+    assert abs(np.std(sent - clean) - 2.0 * 0.5) < 0.05
+  assert not np.allclose(noised[0], noised[1])
+
+
+@pytest.mark.parametrize("clip, noise", [(0.0, 1.0), (-1.0, 0.0), (1.0, float("nan"))])
+def test_bad_noise_settings_are_one_line_refusals(clip, noise):
+  with pytest.raises(TavitError, match="model.feature_clip and model.feature_noise") as error:
+    noised_model(clip, noise)
+  assert "\n" not in str(error.value)
 
 
 def test_position_embedding_moves_to_the_head():
@@ -78,7 +136,7 @@ def test_the_server_sees_fresh_permutations_per_sample_and_step():
 
 
 @pytest.mark.parametrize("permute, pos_emb, message", [
-    ("per_sample", "server", "needs model.pos_emb=client"),
+    ("per_sample", "server", "needs model.pos_emb=none or client"),
     ("always", "client", "train.permute_tokens must be one of"),
 ])
 def test_refusals_are_one_line(permute, pos_emb, message):

@@ -16,10 +16,13 @@ from scipy import optimize
 
 
 def fit_probe(tokens: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
-  """(C + 1, N) weights from tokens in order (M, N, C) to one-hot positions, by ridge."""
+  """(C + 1, N) weights from tokens in order (M, N, C) to one-hot positions, by ridge
+  (unsent, all-zero tokens left out)."""
   m, n, c = tokens.shape
   x = np.concatenate([tokens.reshape(m * n, c), np.ones((m * n, 1))], axis=1).astype(np.float64)
   y = np.tile(np.eye(n), (m, 1))
+  sent = np.any(tokens.reshape(m * n, c) != 0, axis=-1)
+  x, y = x[sent], y[sent]
   return np.linalg.solve(x.T @ x + ridge * m * np.eye(c + 1), x.T @ y)
 
 
