@@ -64,7 +64,8 @@ _OUT = flags.DEFINE_string("out", "experiments/results", "folder for runs and ta
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir of every run")
 _OVERRIDE = flags.DEFINE_multi_string("override", [], "key=value for every run's config")
 _COLUMNS = flags.DEFINE_list("columns", None, "only these columns' runs (default: all)")
-_ATTACK_STEPS = flags.DEFINE_integer("attack_steps", 400, "privacy: attacker training steps")
+_ATTACK_STEPS = flags.DEFINE_integer("attack_steps", 400, "privacy: attacker training steps (0: "
+                                     "train only; the attacks run on a later invocation)")
 
 NO_POSITIONS = (("model.pos_emb", "none"), ("train.permute_tokens", "per_sample"))
 PRIVACY_VARIANTS = {
@@ -339,7 +340,7 @@ def _main(argv) -> None:
   wire_lines = []
   if _TABLE.value == "privacy":
     for run, rows in finished:
-      if rows and _attack(run, workdir(run), log_path(run)) != 0:
+      if rows and _ATTACK_STEPS.value and _attack(run, workdir(run), log_path(run)) != 0:
         failed.append(f"{run.name} (attack)")
     wire_lines = _wire_table(runs, workdir, columns)
   elif _TABLE.value == "systems":

@@ -38,12 +38,14 @@ from tavit_jax.serving import sources
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a tavit-train workdir")
 _STEPS = flags.DEFINE_integer("steps", 400, "training steps of each trained attacker")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "auxiliary patches per attacker step")
+_BATCH = flags.DEFINE_integer("batch_size", 8, "auxiliary patches per attacker step")
 _LR = flags.DEFINE_float("lr", 1e-3, "attacker learning rate (Adam)")
 _ATTACKERS = flags.DEFINE_list("attackers", list(suite.ATTACKERS), "which attackers")
 _SUITE = flags.DEFINE_string("suite", "default", "data suite of the run (default | tiny | ...)")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 3, "test images attacked per task (0: all)")
+_CROP = flags.DEFINE_integer("crop", 256, "attack each test image's centre crop of this side "
+                              "(0: the whole image; the head inversion costs time per patch)")
 _OUT = flags.DEFINE_string("out", None, "output folder (default: <workdir>/privacy_attack)")
 flags.mark_flags_as_required(["workdir"])
 
@@ -73,7 +75,8 @@ def attack_task(workdir: str, task: str, wire: views.Wire, seed: int, out: str) 
   eval_name = next(iter(tasks.task_data(task, _SUITE.value).evals))
   test = list(pipeline.eval_images(task, eval_name, suite=_SUITE.value, seed=seed,
                                    data_dir=_DATA_DIR.value))
-  images = [t["input"] for t in (test[:_MAX_IMAGES.value] if _MAX_IMAGES.value else test)]
+  images = [_centre(t["input"], _CROP.value)
+            for t in (test[:_MAX_IMAGES.value] if _MAX_IMAGES.value else test)]
   patches = [views.patches_of(image, p) for image in images]
   # The client's view of each test image: its own fresh order, kept set and noise.
   keys = [jax.random.PRNGKey(1000 + i) for i in range(len(images))]
@@ -96,6 +99,13 @@ def attack_task(workdir: str, task: str, wire: views.Wire, seed: int, out: str) 
                           os.path.join(out, f"attack_{task}.png"),
                           columns=("client input", PATCH_MEAN, *(r.attacker for r in results)))
   return rows
+
+
+def _centre(image: np.ndarray, side: int) -> np.ndarray:
+  if not side:
+    return image
+  top, left = max(0, (image.shape[0] - side) // 2), max(0, (image.shape[1] - side) // 2)
+  return image[top:top + side, left:left + side]
 
 
 def _metric_columns(score):
@@ -147,7 +157,9 @@ def _main(argv) -> None:
             + (f", clipped to RMS {model.get('feature_clip')} and noised σ={noise:g}"
                if noise else "")
             + f", positions added by: {model.get('pos_emb', 'server')}; {_STEPS.value} steps of "
-            f"{_BATCH.value} patches per trained attacker; {time.time() - started:.0f} s)")
+            f"{_BATCH.value} patches per trained attacker; "
+            + (f"the {_CROP.value}×{_CROP.value} centre of " if _CROP.value else "")
+            + f"{_MAX_IMAGES.value or 'all'} test image(s) per task; {time.time() - started:.0f} s)")
   lines = markdown(rows, header)
   with open(os.path.join(out, "attack.md"), "w") as f:
     f.write("\n".join(lines) + "\n")

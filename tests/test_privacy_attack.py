@@ -28,7 +28,7 @@ def train(workdir, data_dir, *overrides):
 def attack(workdir, data_dir, *flags):
   run = subprocess.run(
       [sys.executable, "experiments/privacy_attack.py", f"--workdir={workdir}", "--steps=3",
-       "--suite=tiny", f"--data_dir={data_dir}", "--max_images=1", "--batch_size=4", *flags],
+       "--suite=tiny", f"--data_dir={data_dir}", "--max_images=1", "--batch_size=4", "--crop=96", *flags],
       cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert run.returncode == 0, run.stderr[-3000:]
   out = workdir / "privacy_attack"
@@ -74,8 +74,9 @@ def test_a_run_without_positions_noised_and_punched_is_attacked_exported_and_res
   train(workdir, data_dir, "--config.model.pos_emb=none", "--config.train.permute_tokens=per_sample",
         "--config.model.feature_clip=1.0", "--config.model.feature_noise=4.0",
         "--config.model.mask_token=true", "--config.train.token_keep=0.5")
-  out, rows = attack(workdir, data_dir, "--attackers=as sent,probe,jigsaw")
-  assert {r["attacker"] for r in rows} == {"patch mean (baseline)", "as sent", "probe", "jigsaw"}
+  out, rows = attack(workdir, data_dir, "--attackers=as sent,probe,jigsaw,head inversion")
+  assert {r["attacker"] for r in rows} == {"patch mean (baseline)", "as sent", "probe", "jigsaw",
+                                           "head inversion"}
   assert "noised σ=4" in (out / "attack.md").read_text()
   exported = tmp_path / "exported"
   export.export(str(workdir), str(exported), client="deraining", platforms=("cpu",))

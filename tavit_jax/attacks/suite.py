@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional
 import jax
 import numpy as np
 
-from tavit_jax.attacks import decoders, jigsaw, positions
+from tavit_jax.attacks import decoders, inversion, jigsaw, positions
 from tavit_jax.attacks.views import Observer
 
 # Name → (needs shuffled tokens, what it assumes). All run by default.
@@ -25,6 +25,9 @@ ATTACKERS = {
     "set decoder": (True, "query access; a permutation-invariant decoder of the token set"),
     "jigsaw": (True, "query access; tokens placed by predicted neighbours, then the in-order "
                      "decoder"),
+    "head inversion": (False, "the head itself (white box): the patch whose f_H matches what "
+                              "was received, from the in-order decoder's guess (shuffled: at "
+                              "the probe's positions)"),
 }
 ORACLES = ("in order",)  # Not a server's attack: excluded from the strongest.
 
@@ -34,6 +37,7 @@ class Settings:
   steps: int = 400  # Adam steps per trained attacker.
   lr: float = 1e-3
   probe_patches: int = 256  # Auxiliary patches in order for the probe.
+  inversion_steps: int = 200  # Adam steps on the patch of the head inversion.
   received_patches: int = 64  # Patches the clustering attacker has received.
   seed: int = 0
 
@@ -71,6 +75,14 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
     grids = [positions.place(r, p, side) for r, p in zip(received, placed_per_image)]
     return [np.asarray(decode(g)) for g in grids], loss
 
+  def probe_placements():
+    if "probe" not in cache:
+      tokens = _tokens_in_order(observer, aux, settings.probe_patches, settings.seed)
+      weights = positions.fit_probe(tokens)
+      cache["probe"] = [positions.assign(positions.probe_scores(weights, r), np.any(r != 0, -1))
+                        for r in received]
+    return cache["probe"]
+
   def accuracy(placed_per_image):
     return float(np.mean([positions.accuracy(p, t) for p, t in zip(placed_per_image, truths)]))
 
@@ -87,10 +99,7 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
       result.reconstructions = [np.asarray(decode(observer.in_order(x, k)))
                                 for x, k in zip(tests, keys)]
     elif name == "probe":
-      tokens = _tokens_in_order(observer, aux, settings.probe_patches, settings.seed)
-      weights = positions.fit_probe(tokens)
-      placed = [positions.assign(positions.probe_scores(weights, r), np.any(r != 0, -1))
-                for r in received]
+      placed = probe_placements()
       result.position_accuracy = accuracy(placed)
       result.reconstructions, result.train_loss = decode_placed(placed)
     elif name == "clusters":
@@ -111,6 +120,13 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
       placed = [jigsaw.placements(score, r, side) for r in received]
       result.position_accuracy = accuracy(placed)
       result.reconstructions, result.train_loss = decode_placed(placed)
+    elif name == "head inversion":
+      placed = probe_placements() if wire.permute else [t for t in truths]
+      result.position_accuracy = accuracy(placed) if wire.permute else None
+      starts, result.train_loss = decode_placed(placed)
+      result.reconstructions = [
+          inversion.invert(observer, positions.place(r, p, side), start, settings.inversion_steps)
+          for r, p, start in zip(received, placed, starts)]
     else:
       raise ValueError(f"unknown attacker {name!r}; known: {', '.join(ATTACKERS)}")
     result.seconds = time.time() - started

@@ -41,12 +41,16 @@ class Observer:
     self.model, self.head, self.wire = model, head, wire
     self.side = model.token_shape[0]
     self.num_tokens = self.side * self.side
+    self._in_order = jax.jit(self._sent_in_order)
 
   def in_order(self, x, key):
     """(B, h, w, C): what was sent, on the grid at the tokens' true positions."""
+    return self._in_order(self.head, x, key)
+
+  def _sent_in_order(self, head, x, key):
     b = x.shape[0]
     noise_key, keep_key = jax.random.split(key)
-    f_h, _ = self.model.head_apply(self.head, x, jnp.zeros((b,), jnp.int32), noise_key)
+    f_h, _ = self.model.head_apply(head, x, jnp.zeros((b,), jnp.int32), noise_key)
     if self.wire.token_keep < 1:
       keep = protocol.keep_masks(keep_key, b, self.num_tokens, self.wire.token_keep)
       f_h = jnp.where(keep.reshape(b, self.side, self.side, 1), f_h, 0.0)
