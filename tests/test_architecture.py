@@ -24,6 +24,8 @@ ALLOWED = {
     "training": BASE | {"models", "data", "roster", "schedule", "protocol", "evaluation"},
     "serving": BASE | {"models", "data", "roster", "evaluation"},
     "flower": BASE | {"models", "data", "roster", "schedule", "protocol", "evaluation", "training"},
+    "attacks": BASE | {"models", "data", "roster", "protocol", "evaluation", "training",
+                       "serving"},
     "cli": BASE | {"models", "data", "roster", "schedule", "protocol", "evaluation", "training",
                    "serving", "flower"},
 }

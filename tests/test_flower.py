@@ -138,10 +138,12 @@ def test_two_tasks_over_flower_end_like_the_in_process_run(data_dir, jax_cache, 
 
 def test_permuted_punched_tokens_over_flower_end_like_the_in_process_run(data_dir, jax_cache,
                                                                          tmp_path):
-  """p-FeSTA and CutMixSL's punching over Flower: each client shuffles with its own secret
-  (the in-process run with its key stream; by the body's permutation equivariance both end
-  at the same parameters) and sends half of its f_H tokens; the bytes are as predicted."""
-  changes = overrides(data_dir, **{"model.pos_emb": "client", "train.permute_tokens": "per_sample",
+  """Shuffled tokens without positions (`model.pos_emb=none`, the defence; `client` takes the
+  same code path) and CutMixSL's punching over Flower: each client shuffles with its own
+  secret (the in-process run with its key stream; by the body's permutation equivariance
+  both end at the same parameters) and sends half of its f_H tokens; the bytes are as
+  predicted."""
+  changes = overrides(data_dir, **{"model.pos_emb": "none", "train.permute_tokens": "per_sample",
                                    "model.mask_token": True, "train.token_keep": 0.5})
   config = settings.load_config(CONFIG, changes)
   with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,

@@ -81,3 +81,17 @@ def test_single_round_needs_client_side_positions(data_dir):
   config.model.pos_emb = "server"
   with pytest.raises(TavitError, match="pos_emb=none or client"):
     single_round.check_config(config)
+
+
+@pytest.mark.slow  # A local phase and the upload: about 30 s on 2 cores.
+def test_the_upload_takes_the_defences(data_dir, tmp_path):
+  """With `model.pos_emb=none` and the f_H noise defence the single round runs, and what the
+  server keeps is noised: token RMS above the clip, which the clean head never exceeds."""
+  config = single_round_config(data_dir)
+  with config.unlocked():
+    config.model.update(pos_emb="none", feature_clip=0.5, feature_noise=2.0)
+  lengths = config.train.single_round
+  train_and_evaluate(config, str(tmp_path), max_steps=lengths.local_steps + lengths.upload_batches)
+  uploaded = final_state(str(tmp_path))[1]["server"]["uploaded"]
+  rms = np.sqrt(np.mean(np.square(uploaded), axis=-1))
+  assert np.median(rms) > 0.9  # Noise of RMS 1.0 on tokens of RMS at most 0.5.
