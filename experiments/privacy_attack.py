@@ -44,7 +44,7 @@ _ATTACKERS = flags.DEFINE_list("attackers", list(suite.ATTACKERS), "which attack
 _SUITE = flags.DEFINE_string("suite", "default", "data suite of the run (default | tiny | ...)")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 3, "test images attacked per task (0: all)")
-_CROP = flags.DEFINE_integer("crop", 256, "attack each test image's centre crop of this side "
+_CROP = flags.DEFINE_integer("crop", 128, "attack each test image's centre crop of this side "
                               "(0: the whole image; the head inversion costs time per patch)")
 _OUT = flags.DEFINE_string("out", None, "output folder (default: <workdir>/privacy_attack)")
 flags.mark_flags_as_required(["workdir"])

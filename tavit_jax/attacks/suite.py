@@ -37,7 +37,7 @@ class Settings:
   steps: int = 400  # Adam steps per trained attacker.
   lr: float = 1e-3
   probe_patches: int = 256  # Auxiliary patches in order for the probe.
-  inversion_steps: int = 200  # Adam steps on the patch of the head inversion.
+  inversion_steps: int = 100  # Adam steps on the patch of the head inversion.
   received_patches: int = 64  # Patches the clustering attacker has received.
   seed: int = 0
 
@@ -90,9 +90,12 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
     started = time.time()
     result = Result(name, [])
     if name == "as sent":
-      decode, result.train_loss = decoders.fit(
-          decoders.Inverter(ups), lambda x, k: observer.as_sent(x, k)[0], aux, settings.steps,
-          settings.lr, settings.seed)
+      if wire.permute:
+        decode, result.train_loss = decoders.fit(
+            decoders.Inverter(ups), lambda x, k: observer.as_sent(x, k)[0], aux, settings.steps,
+            settings.lr, settings.seed)
+      else:  # In order, as sent: one decoder serves both.
+        decode, result.train_loss = in_order_decoder()
       result.reconstructions = [np.asarray(decode(s[0])) for s in sent]
     elif name == "in order":
       decode, result.train_loss = in_order_decoder()
