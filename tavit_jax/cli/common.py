@@ -1,4 +1,5 @@
-"""What every command shares: user mistakes are one `error:` line and exit status 2.
+"""What every command shares: user mistakes are one `error:` line and exit status 2;
+`--help` (or `-h`) prints what the command does and its own flags, and exits 0.
 
 `run_app` runs an absl `main` (flags defined in the command's `main()`, so several commands
 can share a process); `exit_on_user_error` wraps an argparse one. Everything that is not a
@@ -6,7 +7,9 @@ can share a process); `exit_on_user_error` wraps an argparse one. Everything tha
 """
 
 import functools
+import os
 import sys
+import textwrap
 
 from tavit_jax.errors import TavitError
 
@@ -40,7 +43,7 @@ def _flag_error_message(error: Exception) -> str:
 
 def run_app(main) -> None:
   """`absl.app.run(main)` where flag and config-override mistakes and `TavitError`s print
-  one line and exit 2 instead of a traceback."""
+  one line and exit 2 instead of a traceback, and `--help` is `print_help`'s."""
   from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
   def parse(argv):
@@ -56,8 +59,80 @@ def run_app(main) -> None:
       print(f"error: {_flag_error_message(e)}", file=sys.stderr)
       sys.exit(2)
 
+  if _help_requested(sys.argv):
+    print_help(main)
+    sys.exit(0)
   # Flag checks a command makes itself (which flags go together) raise flags.Error.
   app.run(exit_on_user_error(main, (flags.Error,)), flags_parser=parse)
+
+
+_HELP_WORDS = ("--help", "-h", "-?", "--helpshort")  # --helpfull stays absl's.
+
+
+def _help_requested(argv) -> bool:
+  words = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+  return any(word in _HELP_WORDS for word in words)
+
+
+def _default(flag) -> str:
+  if flag.default is None or flag.default == "":
+    return ""
+  if isinstance(flag.default, bool):
+    return str(flag.default).lower()
+  if isinstance(flag.default, (list, tuple)):
+    return ",".join(map(str, flag.default))
+  return str(flag.default)
+
+
+def _flag_help(flag) -> str:
+  name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+  text = flag.help
+  if type(flag).__module__.startswith("ml_collections"):  # config_flags.DEFINE_config_*
+    text += f"; --{flag.name}.<key>=value overrides any field of it"
+  default = _default(flag)
+  text += f" (default: {default})" if default else ""
+  return "\n".join(textwrap.wrap(f"{name}: {text}", 92, initial_indent="  ",
+                                 subsequent_indent="      ", break_on_hyphens=False))
+
+
+def _usage(word: str, needed, optional) -> str:
+  return " ".join([word] + [f"--{name}" for name in needed] + [f"[--{name}]" for name in optional])
+
+
+def print_help(main) -> None:
+  """What `--help` prints: the command module's docstring, its commands (a module-level
+  `COMMANDS` dict, as `subcommand` takes; each one's line is the docstring of the module's
+  function of that name) and the flags tavit_jax defines for it, not absl's or JAX's."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  module = sys.modules[getattr(main, "func", main).__module__]  # main may be a partial.
+  program = os.path.basename(sys.argv[0])
+  if program.endswith(".py"):  # python -m tavit_jax.cli.<command>
+    program = f"python -m {module.__spec__.name}"
+  commands = getattr(module, "COMMANDS", {})
+  summaries = {word: (getattr(getattr(module, word, None), "__doc__", None) or "").strip()
+               .partition("\n")[0] for word in commands}
+  chosen = next((word for word in sys.argv[1:] if word in commands), None)
+  sections = [(module.__doc__ or program).strip()]
+  if chosen:
+    usage = f"{program} {_usage(chosen, *commands[chosen])}"
+    sections.append(f"{usage}\n  {summaries[chosen]}" if summaries[chosen] else usage)
+  elif commands:
+    width = max(map(len, commands))
+    sections.append(f"commands ({program} <command> --help for one):\n" + "\n".join(
+        f"  {word:<{width}}  {summaries[word] or _usage('', *commands[word]).strip()}"
+        for word in commands))
+  # absl files the flags of a `python -m` __main__ module under sys.argv[0].
+  own = sys.argv[0] if module.__name__ == "__main__" else module.__name__
+  by_module = flags.FLAGS.flags_by_module_dict()
+  defined = by_module.get(own, []) + by_module.get(__name__, [])  # + define_*_flags below.
+  if chosen:
+    needed, optional = commands[chosen]
+    defined = [flag for flag in defined if flag.name in (*needed, *optional)]
+  if defined:
+    sections.append("flags:\n" + "\n".join(map(_flag_help, defined)))
+  sections.append("--helpfull lists every flag, absl's and JAX's included.")
+  print("\n\n".join(sections))
 
 
 def no_arguments(argv) -> None:

@@ -77,6 +77,7 @@ def _config():
 
 
 def superlink() -> int:
+  """Runs the SuperLink: the server that SuperNodes (clients) and runs connect to."""
   command = launch.superlink_command(FLAGS.port, _tls(server=True), FLAGS.node_auth, FLAGS.host)
   if FLAGS.database:
     command += ["--database", _path("database")]
@@ -84,6 +85,7 @@ def superlink() -> int:
 
 
 def client(worker_class=None) -> None:
+  """Serves config.clients[--client_index] as a SuperNode until killed."""
   from tavit_jax.flower.worker import ClientWorker, run_client  # pylint: disable=g-import-not-at-top
   config, _, _ = _config()
   run_client(config, FLAGS.client_index, _path("workdir"), FLAGS.superlink, tls=_tls(),
