@@ -131,7 +131,7 @@ def print_help(main) -> None:
     defined = [flag for flag in defined if flag.name in (*needed, *optional)]
   if defined:
     sections.append("flags:\n" + "\n".join(map(_flag_help, defined)))
-  sections.append("--helpfull lists every flag, absl's and JAX's included.")
+  sections.append("--helpfull lists every flag, absl's included.")
   print("\n\n".join(sections))
 
 
