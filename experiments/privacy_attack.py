@@ -49,7 +49,7 @@ _CROP = flags.DEFINE_integer("crop", 128, "attack each test image's centre crop 
 _OUT = flags.DEFINE_string("out", None, "output folder (default: <workdir>/privacy_attack)")
 flags.mark_flags_as_required(["workdir"])
 
-PATCH_MEAN = "patch mean (baseline)"
+PATCH_MEAN = suite.PATCH_MEAN
 
 
 def _score(patches_list, images, p):
@@ -112,19 +112,13 @@ def _metric_columns(score):
   return {"reconstruction/psnr": score["psnr"], "reconstruction/ssim": score["ssim"]}
 
 
-def strongest(rows: list[dict]) -> dict:
-  """The row of the best reconstruction a server can make (oracles and baseline excluded)."""
-  candidates = [r for r in rows if r["attacker"] not in (PATCH_MEAN, *suite.ORACLES)]
-  return max(candidates, key=lambda r: r["reconstruction/psnr"])
-
-
 def markdown(rows: list[dict], header: str) -> list[str]:
   lines = [header, "", "| task / set | attacker | positions right | PSNR / SSIM of the client's "
            "input | dB above patch mean |", "|---|---|---|---|---|"]
   for task in dict.fromkeys(r["task"] for r in rows):
     mine = [r for r in rows if r["task"] == task]
     mean = next(r for r in mine if r["attacker"] == PATCH_MEAN)["reconstruction/psnr"]
-    best = strongest(mine)["attacker"] if len(mine) > 1 else None
+    best = suite.strongest(mine)["attacker"] if len(mine) > 1 else None
     for r in mine:
       accuracy = r.get("position_accuracy")
       name = f"**{r['attacker']}** (strongest)" if r["attacker"] == best else r["attacker"]

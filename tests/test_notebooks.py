@@ -100,5 +100,6 @@ def test_wire_shows_bytes_features_and_attacks(data_env, tmp_path):
   outputs = execute("wire", 'SIZE = "ci"\nATTACK_STEPS = 3', tmp_path)
   shown = text(outputs)
   assert "client-phase step, per client" in shown
-  assert shown.count("reconstruction PSNR") == 2  # Plain and permuted attack tables.
+  assert shown.count("dB above patch mean") == 2  # Plain and permuted attack tables.
+  assert "probe" in shown and "(strongest)" in shown
   assert images(outputs) == 3  # f_H/f_B figure and one attack grid per run.

@@ -30,6 +30,7 @@ ATTACKERS = {
                               "the probe's positions)"),
 }
 ORACLES = ("in order",)  # Not a server's attack: excluded from the strongest.
+PATCH_MEAN = "patch mean (baseline)"  # The row of the baseline picture in a results table.
 
 
 @dataclasses.dataclass
@@ -138,6 +139,13 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
         if result.position_accuracy is not None else ""))
     results.append(result)
   return results
+
+
+def strongest(rows: list[dict]) -> dict:
+  """The row (attacker, reconstruction/psnr, ...) of the best reconstruction a server can
+  make, the oracle and the baseline left out."""
+  candidates = [r for r in rows if r["attacker"] not in (PATCH_MEAN, *ORACLES)]
+  return max(candidates, key=lambda r: float(r["reconstruction/psnr"]))
 
 
 def _tokens_in_order(observer, aux, patches: int, seed: int) -> np.ndarray:
