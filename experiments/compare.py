@@ -272,7 +272,10 @@ def _wire_table(runs, workdir, columns) -> list[str]:
                    f"{', '.join(sorted({f[2] for f in found}))})" if found else "—")
     lines.append(f"| {column} | {sizes[column]['client_phase_up']:,} | "
                  f"{sizes[column]['client_phase_down']:,} | " + " | ".join(cells) + " |")
-  return lines + [""]
+  frontier = {column: np.mean([np.mean([f[1] for f in strongest[(column, task)]])
+                                for task in task_names])
+              for column in columns if all((column, task) in strongest for task in task_names)}
+  return lines + [""], frontier
 
 
 def _systems_bytes(runs, columns) -> list[str]:
@@ -352,13 +355,18 @@ def _main(argv) -> None:
     for run, rows in finished:
       if rows and _ATTACK_STEPS.value and _attack(run, workdir(run), log_path(run)) != 0:
         failed.append(f"{run.name} (attack)")
-    wire_lines = _wire_table(runs, workdir, columns)
+    wire_lines, frontier = _wire_table(runs, workdir, columns)
   elif _TABLE.value == "systems":
     wire_lines = _systems_bytes(runs, columns)
   rows = tables.aggregate([(run.column, r) for run, r in finished if r], columns)
   if not rows:
     raise TavitError(f"no run finished; see the logs in {os.path.join(out, 'logs')}")
   name = f"{_TABLE.value}_{_SIZE.value}"
+  if _TABLE.value == "privacy" and columns[0] in frontier and len(frontier) > 1:
+    tables.plot_frontier(rows, columns[0], frontier, os.path.join(out, f"{name}_frontier.png"),
+                         f"restoration cost vs strongest attack, {_SIZE.value} size, "
+                         f"{_SEEDS.value} seed(s)")
+    wire_lines += [f"![frontier]({name}_frontier.png)", ""]
   command = "python experiments/compare.py " + " ".join(sys.argv[1:])
   seeds = ", ".join(map(str, range(_SEEDS.value)))
   train_seconds = sum(_wall(workdir(run)) for run in runs)

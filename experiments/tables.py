@@ -122,3 +122,24 @@ def plot(rows: list[dict], columns: Sequence[str], path: str, title: str) -> Non
   axes.legend(fontsize="small")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=100)
+
+
+def plot_frontier(rows: list[dict], reference: str, margins: dict, path: str, title: str) -> None:
+  """One point per variant: its restoration loss against `reference` (PSNR, mean over eval
+  sets and seeds) and its strongest attack's margin over the patch-mean baseline (dB, mean
+  over tasks). Lower left is better on both."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  mean = lambda values: float(np.mean(values)) if values else float("nan")
+  figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+  axes = figure.add_subplot()
+  for column, margin in margins.items():
+    loss = mean([mean(r[f"{reference}/psnr"]) - mean(r[f"{column}/psnr"]) for r in rows])
+    axes.scatter(loss, margin)
+    axes.annotate(column, (loss, margin), textcoords="offset points", xytext=(4, 4))
+  axes.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
+  axes.axvline(0.2, color="gray", linestyle=":", linewidth=0.8)
+  axes.set_xlabel(f"restoration loss against {reference} (dB, mean over eval sets)")
+  axes.set_ylabel("strongest attack above patch mean (dB, mean over tasks)")
+  axes.set_title(title)
+  figure.savefig(path, dpi=120)
