@@ -11,10 +11,12 @@ task's two clients) and Multi (TAViT with every task's clients), at equal per-cl
 the same steps per client, server steps and evaluation (configs/baselines.py).
 ablations: TAViT (Multi) against the body frozen at its initialisation (no server phase), no
 FedAvg of same-task clients, server phases 4× longer, and the whole run 2× longer.
-privacy: what crosses the wire (SPEC §5): plain TAViT, permuted tokens, punched tokens
-(ρ = 0.5, 0.25), mixed tokens (K = 2 clients of a task) and a bfloat16 wire; per variant
-also the bytes per client step and what experiments/privacy_attack.py reconstructs from f_H
-(run once per finished run).
+privacy: what crosses the wire: plain TAViT, permuted tokens (positions added by the head),
+no positions (`model.pos_emb=none`, shuffled), the f_H noise defence (σ = 2, 8, on no
+positions), punched tokens (ρ = 0.5, 0.25), mixed tokens (K = 2 clients of a task) and a
+bfloat16 wire; per variant also the bytes per client step and the strongest attacker of
+experiments/privacy_attack.py (run once per finished run), and a frontier plot (restoration
+loss vs the strongest attack's margin over the patch-mean baseline).
 systems: what a user chooses between (SPEC §5.3-5.4): alternating TAViT, local training only
 (each client's head and tail through the body's fixed initialisation, no messages),
 MS-DINO's single round, and SCA-MTL with the data pooled; with the bytes each exchanges.
