@@ -288,7 +288,7 @@ class ClientWorker:
     x = np.zeros((self.batch_size, self.config.data.patch_size, self.config.data.patch_size, 3),
                  np.float32)
     t = self.model.timesteps(None, self.batch_size)
-    f_h, cache = self._forward(self.state["head"], x, t)
+    f_h, cache = self._forward(self.state["head"], x, t, self._noise_key(0))
     _, tail_grad, _, cache_grad = self._backward(self.state["tail"], cache, f_h, x)
     s = self.state
     jax.block_until_ready(self._update(s["head"], s["tail"], s["opt"], x, t, f_h, cache_grad,
