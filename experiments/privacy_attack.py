@@ -1,5 +1,5 @@
 """What could the server rebuild of a client's images from f_H? Every attacker of the suite
-on a trained run (threat model: EXPERIMENTS.md, "Privacy: threat model").
+on a trained run (threat model: EXPERIMENTS.md, "Privacy: threat model and attack suite").
 
   python experiments/privacy_attack.py --workdir=workdir [--steps=400] [--attackers=probe,jigsaw]
 
@@ -10,7 +10,8 @@ shuffle only on shuffled runs; `tavit_jax.attacks.suite.ATTACKERS` says what eac
 as sent (a decoder trained on what the wire delivers), in order (an oracle given the true
 positions: what the tokens hold), probe (positions from a linear probe + Hungarian, then
 the in-order decoder), clusters (positions from k-means of received tokens), set decoder
-(permutation-invariant) and jigsaw (tokens placed by predicted neighbours). Each is scored
+(permutation-invariant), jigsaw (tokens placed by predicted neighbours) and head inversion
+(the patch whose f_H matches, searched through the client's head). Each is scored
 on the task's held-out test images against the client's input, beside the patch-mean
 baseline (every P×P patch its mean colour). The strongest attacker is the highest PSNR of
 those a server can run (the oracle excluded).

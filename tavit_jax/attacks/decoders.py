@@ -53,23 +53,29 @@ def upsamplings(patch_size: int, token_side: int) -> int:
   return int(np.log2(patch_size // token_side))
 
 
-def fit(decoder: nn.Module, features: Callable, aux, steps: int, lr: float, seed: int):
-  """(apply, final loss): `steps` Adam steps of MSE(decoder(features(x, key)), x) on
-  auxiliary patches `aux` (an iterator of (B, P, P, 3) arrays); `apply(tokens)` decodes."""
-  key = jax.random.PRNGKey(seed)
-  x0 = jnp.asarray(next(aux))
-  params = decoder.init(key, features(x0, key))
+def adam_steps(loss_fn: Callable, params, aux, steps: int, lr: float, key):
+  """(params, final loss) after `steps` Adam steps of `loss_fn(params, x, key)` on the
+  auxiliary batches `aux`, each step with its own key folded from `key`."""
   tx = optax.adam(lr)
   opt = tx.init(params)
 
   @jax.jit
   def step(params, opt, x, key):
-    seen = features(x, key)
-    loss, grads = jax.value_and_grad(lambda p: jnp.mean((decoder.apply(p, seen) - x) ** 2))(params)
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
     updates, opt = tx.update(grads, opt, params)
     return optax.apply_updates(params, updates), opt, loss
 
   loss = jnp.nan
   for i in range(steps):
     params, opt, loss = step(params, opt, jnp.asarray(next(aux)), jax.random.fold_in(key, i))
-  return jax.jit(lambda tokens: decoder.apply(params, tokens)), float(loss)
+  return params, float(loss)
+
+
+def fit(decoder: nn.Module, features: Callable, aux, steps: int, lr: float, seed: int):
+  """(apply, final loss): `steps` Adam steps of MSE(decoder(features(x, key)), x) on
+  auxiliary patches `aux` (an iterator of (B, P, P, 3) arrays); `apply(tokens)` decodes."""
+  key = jax.random.PRNGKey(seed)
+  params = decoder.init(key, features(jnp.asarray(next(aux)), key))
+  loss_fn = lambda p, x, k: jnp.mean((decoder.apply(p, features(x, k)) - x) ** 2)
+  params, loss = adam_steps(loss_fn, params, aux, steps, lr, key)
+  return jax.jit(lambda tokens: decoder.apply(params, tokens)), loss

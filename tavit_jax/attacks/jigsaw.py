@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tavit_jax.attacks import decoders
+
 EDGES = ("left", "right", "top", "bottom")
 
 
@@ -55,23 +57,13 @@ def fit(features, aux, side: int, steps: int, lr: float, seed: int):
   key = jax.random.PRNGKey(seed)
   tokens = lambda x, key: (lambda f: f.reshape(f.shape[0], -1, f.shape[-1]))(features(x, key))
   params = scorer.init(key, tokens(jnp.asarray(next(aux)), key))
-  tx = optax.adam(lr)
-  opt = tx.init(params)
 
-  def loss_fn(params, t):
-    r, d, e = scorer.apply(params, t)
+  def loss_fn(params, x, key):
+    r, d, e = scorer.apply(params, tokens(x, key))
     edge_loss = optax.sigmoid_binary_cross_entropy(e, jnp.broadcast_to(edges, e.shape)).mean()
     return _pair_loss(r, right) + _pair_loss(d, down) + edge_loss
 
-  @jax.jit
-  def step(params, opt, x, key):
-    loss, grads = jax.value_and_grad(loss_fn)(params, tokens(x, key))
-    updates, opt = tx.update(grads, opt, params)
-    return optax.apply_updates(params, updates), opt, loss
-
-  loss = jnp.nan
-  for i in range(steps):
-    params, opt, loss = step(params, opt, jnp.asarray(next(aux)), jax.random.fold_in(key, i))
+  params, loss = decoders.adam_steps(loss_fn, params, aux, steps, lr, key)
 
   @jax.jit
   def score(t):
@@ -79,7 +71,7 @@ def fit(features, aux, side: int, steps: int, lr: float, seed: int):
     return (jax.nn.log_softmax(r, -1), jax.nn.log_softmax(d, -1), jax.nn.log_sigmoid(e),
             jax.nn.log_sigmoid(-e))
 
-  return lambda t: tuple(np.asarray(a) for a in score(jnp.asarray(t))), float(loss)
+  return lambda t: tuple(np.asarray(a) for a in score(jnp.asarray(t))), loss
 
 
 def solve(log_right: np.ndarray, log_down: np.ndarray, log_edge: np.ndarray,

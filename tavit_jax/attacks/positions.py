@@ -43,8 +43,9 @@ def assign(scores: np.ndarray, sent: np.ndarray) -> np.ndarray:
   return placed
 
 
-def kmeans(points: np.ndarray, k: int, iterations: int = 25, seed: int = 0) -> np.ndarray:
-  """(k, C) centroids of Lloyd's k-means from k random points."""
+def kmeans(points: np.ndarray, k: int, iterations: int = 25, seed: int = 0):
+  """((k, C) centroids, (M,) each point's nearest centroid): Lloyd's k-means of the points
+  (M, C) from k random ones."""
   rng = np.random.default_rng(seed)
   centroids = jnp.asarray(points[rng.choice(len(points), k, replace=False)])
   points = jnp.asarray(points)
