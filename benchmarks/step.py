@@ -29,7 +29,7 @@ from tavit_jax import models
 from tavit_jax.models import conv, layers, tail as tail_module
 from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
-SPEC_GFLOP_PER_PATCH = 99.2  # SPEC §1: forward + backward of the paper model, XLA count.
+REFERENCE_GFLOP_PER_PATCH = 99.2  # docs/design.md §1.6: paper model fwd + bwd, XLA count.
 PATCH = 64
 
 
@@ -287,7 +287,7 @@ def main():
   first = next(iter(contenders.values()))
   xla_flop = first.flops()
   torch_flop = contenders["PyTorch eager"].flops() if args.torch else float("nan")
-  flop = (SPEC_GFLOP_PER_PATCH * 1e9 * args.batch if args.model == "paper" else xla_flop)
+  flop = (REFERENCE_GFLOP_PER_PATCH * 1e9 * args.batch if args.model == "paper" else xla_flop)
 
   print(f"\n`python benchmarks/step.py {' '.join(os.sys.argv[1:])}`\n")
   print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -300,7 +300,7 @@ def main():
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
   print(f"- FLOP per patch: XLA cost analysis {xla_flop / args.batch / 1e9:.1f} G, "
         f"torch FlopCounterMode {torch_flop / args.batch / 1e9:.1f} G (matmul/conv only), "
-        f"SPEC {SPEC_GFLOP_PER_PATCH} G; rates below use "
+        f"reference {REFERENCE_GFLOP_PER_PATCH} G; rates below use "
         f"{flop / args.batch / 1e9:.1f} G\n")
   reference = statistics.median(step_times["PyTorch eager"]) if args.torch else None
   mfu = args.peak_tflops > 0

@@ -8,7 +8,7 @@
 - base: head + body + tail trained end to end on one task (one client, no alternation);
   the same number of steps and evaluation points as the alternating runs.
 - single: TAViT with only that task's clients (two, as in the main job).
-- sca_mtl: SCA-MTL's centralised multi-task model (SPEC §5.4): the data of every task
+- sca_mtl: SCA-MTL's centralised multi-task model (docs/design.md §4.5): the data of every task
   pooled in one place (one client per task holding all of it), task heads and tails, the
   shared body with CTAM/CSAM (`model.neck=sca_mtl`), all trained end to end together; the
   same steps per task as Base. No privacy: the comparator if data could be pooled.

@@ -5,7 +5,7 @@
 For accelerators. Needs the manual datasets (`tavit-data instructions --dataset=...` for
 voc2012_aug, bsds500, rain13k, gopro). Not published, chosen here: batch 8 per client, the
 body's learning rate (= the client's 3e-5) and the phase lengths in steps (the official
-code counts client-phase epochs). Published results to compare with: SPEC §4.
+code counts client-phase epochs). Published results to compare with: docs/design.md §3.6.
 """
 
 import ml_collections

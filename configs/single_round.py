@@ -1,4 +1,4 @@
-"""MS-DINO's single round (SPEC §5.3) at the size of the main job: one upload, one download.
+"""MS-DINO's single round (docs/design.md §4.4) at the main job's size: one upload, one download.
 
   tavit-train --config=configs/single_round.py --workdir=workdir_single_round
 

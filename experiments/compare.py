@@ -1,4 +1,5 @@
-"""Does multi-task training help? Base vs Single vs Multi, and the ablations that say why (SPEC §7).
+"""Does multi-task training help? Base vs Single vs Multi, and the ablations that say why
+(docs/design.md §3.7).
 
   python experiments/compare.py --table=baselines --seeds=3
   python experiments/compare.py --table=ablations --seeds=3
@@ -17,15 +18,16 @@ positions), punched tokens (ρ = 0.5, 0.25), mixed tokens (K = 2 clients of a ta
 bfloat16 wire; per variant also the bytes per client step and the strongest attacker of
 experiments/privacy_attack.py (run once per finished run), and a frontier plot (restoration
 loss vs the strongest attack's margin over the patch-mean baseline).
-systems: what a user chooses between (SPEC §5.3-5.4): alternating TAViT, local training only
-(each client's head and tail through the body's fixed initialisation, no messages),
+systems: what a user chooses between (docs/design.md §4.4-4.5): alternating TAViT, local
+training only (each client's head and tail through the body's fixed initialisation, no messages),
 MS-DINO's single round, and SCA-MTL with the data pooled; with the bytes each exchanges.
 
 Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
 runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
 uses every core XLA finds: on 2 cores one at a time is fastest). Writes <table>_<size>.md, .csv
 (each seed's value) and .png (gain over the input, ± std over seeds) into --out, with the
-command, wall time, machine and commit. `--size=paper` adds the published numbers (SPEC §4).
+command, wall time, machine and commit. `--size=paper` adds the published numbers
+(docs/design.md §3.6).
 `--override=train.cycles=1` (repeatable) changes a field of every run, for smoke tests; an
 override of `clients` changes Multi only (Base and Single keep their task's clients).
 """

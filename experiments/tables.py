@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-# SPEC §4: the official model's published PSNR / SSIM (paper datasets, paper protocol).
+# docs/design.md §3.6: the official model's published PSNR / SSIM (paper datasets, paper protocol).
 PUBLISHED = {
     ("deblocking", "q10"): {"input": (25.67, 0.719), "Base": (27.67, 0.785), "Single": (27.59, 0.785), "Multi": (27.69, 0.786)},
     ("deblocking", "q50"): {"input": (31.51, 0.902), "Base": (33.01, 0.923), "Single": (32.93, 0.924), "Multi": (33.20, 0.924)},

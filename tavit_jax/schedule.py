@@ -15,7 +15,7 @@ MODES = ("alternating", "end_to_end", "single_round")
 # `eval.every`: evaluate after every phase (the paper) or only after each cycle's last one.
 EVAL_EVERY = ("phase", "cycle")
 # Kinds of phase in which the clients' heads and tails step (`Steps.client`). 'local' and
-# 'finetune' are single_round's message-free client phases (SPEC §5.3).
+# 'finetune' are single_round's message-free client phases (docs/design.md §4.4).
 CLIENT_KINDS = ("client", "local", "finetune")
 # Kinds of phase in which the body learns.
 SERVER_KINDS = ("server", "joint", "dino")

@@ -1,4 +1,5 @@
-"""Message sizes (SPEC §1: 131,072 floats per patch), run totals and the bfloat16 wire."""
+"""Message sizes (docs/design.md §1.6: 131,072 floats per patch), run totals and the
+bfloat16 wire."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
-"""DINO pieces of the single-round body (SPEC §5.3): EMA teacher, centring and sharpening,
-the cross-entropy over views, token views, and a few steps that lower the loss."""
+"""DINO pieces of the single-round body (docs/design.md §4.4): EMA teacher, centring and
+sharpening, the cross-entropy over views, token views, and a few steps that lower the loss."""
 
 import jax
 import jax.numpy as jnp

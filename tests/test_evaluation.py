@@ -83,7 +83,7 @@ def test_model_sees_one_shape_and_count_patches_matches():
 
 
 def test_count_patches_default_geometry():
-  # SPEC: each side is padded to 16*floor(side/16)+64, patches every 16 pixels.
+  # docs/design.md §3.4: each side is padded to 16*floor(side/16)+64, patches every 16 pixels.
   assert tiling.count_patches(64, 64) == 5 * 5
   assert tiling.count_patches(17, 23) == 2 * 2
   assert tiling.count_patches(10, 10, stride=64) == 1

@@ -1,4 +1,4 @@
-"""The architecture of SPEC §1: exact parameter counts, shapes, time conditioning."""
+"""The architecture of docs/design.md §1: exact parameter counts, shapes, time conditioning."""
 
 import jax
 import jax.numpy as jnp

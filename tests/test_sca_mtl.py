@@ -1,4 +1,4 @@
-"""SCA-MTL's CTAM and CSAM (SPEC §5.4): shapes, identity at initialisation, where the
+"""SCA-MTL's CTAM and CSAM (docs/design.md §4.5): shapes, identity at initialisation, where the
 queries and the keys/values come from. The centralised baseline runs end to end in
 test_compare.py's systems table."""
 

@@ -1,5 +1,5 @@
-"""MS-DINO's single round (SPEC §5.3) end to end on the tiny data: one upload, server-only
-DINO, one download; nothing of the clients reaches the server after the upload."""
+"""MS-DINO's single round (docs/design.md §4.4) end to end on the tiny data: one upload,
+server-only DINO, one download; nothing of the clients reaches the server after the upload."""
 
 import importlib.util
 import os

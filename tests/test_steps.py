@@ -1,4 +1,5 @@
-"""The compiled steps against the split primitives of SPEC §2, and what each phase may touch."""
+"""The compiled steps against the split primitives of docs/design.md §2.1, and what each
+phase may touch."""
 
 import functools
 

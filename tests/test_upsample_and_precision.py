@@ -1,6 +1,6 @@
 """The sub-pixel Upsample computes nn.ConvTranspose's function; bfloat16 compute stays close.
 
-Both are speed options that must not change what the model computes (SPEC §1).
+Both are speed options that must not change what the model computes (docs/design.md §1).
 """
 
 import jax

@@ -1,5 +1,5 @@
-"""What crosses the wire, changed: p-FeSTA's token permutation (SPEC §5.1) and CutMixSL's
-punched and mixed tokens (SPEC §5.2)."""
+"""What crosses the wire, changed: p-FeSTA's token permutation (docs/design.md §4.2) and
+CutMixSL's punched and mixed tokens (docs/design.md §4.3)."""
 
 import jax
 import jax.numpy as jnp

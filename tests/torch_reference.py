@@ -1,4 +1,4 @@
-"""PyTorch modules with the official TAViT structure and state-dict key names (SPEC §1).
+"""PyTorch modules with the official TAViT structure and state-dict key names (docs/design.md §1).
 
 Only torch users import this module (the checkpoint-import test, benchmarks/step.py): torch
 is an optional extra.

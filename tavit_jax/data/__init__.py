@@ -1,1 +1,1 @@
-"""Data layer: TFDS builders, degradations, grain pipelines (see SPEC §3)."""
+"""Data layer: TFDS builders, degradations, grain pipelines (see docs/design.md §3)."""

@@ -3,7 +3,7 @@
 A suite maps each task to its training split, its training degradation and its named
 evaluation sets. `default` degrades the offline `tavit_default` images on the fly;
 `div2k` does the same with DIV2K (needs internet and TensorFlow to prepare); `paper`
-reads the paper's datasets (SPEC §3), paired ones with the identity degradation.
+reads the paper's datasets (docs/design.md §3.1), paired ones with the identity degradation.
 """
 
 import dataclasses

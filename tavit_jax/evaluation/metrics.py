@@ -1,4 +1,4 @@
-"""Image-quality metrics with the conventions of the restoration literature (SPEC §4).
+"""Image-quality metrics with the conventions of the restoration literature (docs/design.md §3.5).
 
 All functions take float images in [0, 1], shaped (..., H, W, C), and are jittable.
 PSNR/SSIM come from dm-pix (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, 'valid'

@@ -1,4 +1,4 @@
-"""Scoring a restorer on any dataset split with the paper's protocol (SPEC §4).
+"""Scoring a restorer on any dataset split with the paper's protocol (docs/design.md §3.4-3.5).
 
 A split of paired images ('input'/'target', e.g. rain13k:test_rain100h) is scored as it
 is. A split of clean images ('image' or 'hr', e.g. tavit_default:test, div2k:validation)

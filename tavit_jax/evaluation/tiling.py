@@ -1,4 +1,4 @@
-"""Full-image inference by overlapping patches, as in the paper (SPEC §4).
+"""Full-image inference by overlapping patches, as in the paper (docs/design.md §3.4).
 
 The model only ever sees fixed-size patches, so any image is restored by reflect-padding
 it, cutting every P×P patch at a given stride, restoring them in fixed-size batches and
@@ -30,7 +30,8 @@ def _check_geometry(patch_size: int, stride: int) -> None:
 
 
 def _padded_side(side: int, patch_size: int, stride: int) -> int:
-  """SPEC's 16·⌊side/16⌋+64, generalised; always > side, so every pixel is covered."""
+  """The paper's 16·⌊side/16⌋+64 (docs/design.md §3.4), generalised; always > side, so every
+  pixel is covered."""
   return stride * (side // stride) + patch_size
 
 

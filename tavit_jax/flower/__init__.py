@@ -1,4 +1,4 @@
-"""The TAViT protocol (SPEC §2) over Flower's Deployment Engine, as a thin adapter.
+"""The TAViT protocol (docs/design.md §2, §7) over Flower's Deployment Engine, as a thin adapter.
 
 Server side:
 - `server_app`: the ServerApp; it owns the schedule and FedAvg and drives the steps;

@@ -1,5 +1,5 @@
-"""The message exchanges of one step with one client, as the server runs them: SPEC §2
-message by message.
+"""The message exchanges of one step with one client, as the server runs them:
+docs/design.md §2.1 message by message.
 
 Each function returns a generator for `Fleet.run`: it yields (kind, config, arrays)
 requests and receives (config, arrays) replies; the server's arithmetic happens between

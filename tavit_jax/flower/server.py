@@ -39,7 +39,7 @@ class BodyServer:
     self.token_shape = (config.data.batch_size, *self.model.token_shape)
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     self.permuted = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
-    # f_H and ∂L/∂f_H carry only the kept tokens when punched (SPEC §5.2).
+    # f_H and ∂L/∂f_H carry only the kept tokens when punched (docs/design.md §5.4).
     self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.dropout = config.model.body_dropout > 0
@@ -107,7 +107,7 @@ class BodyServer:
     return body_grad, np.asarray(f_h_grad, np.float32)
 
   def apply(self, body_grads: list) -> None:
-    """One body step on the mean of the clients' gradients (SPEC §2 step 4)."""
+    """One body step on the mean of the clients' gradients (docs/design.md §2.1, step 4)."""
     body, opt = self._update(self.state["body"], self.state["opt"], body_grads)
     self.state = dict(self.state, body=body, opt=opt)
 

@@ -14,7 +14,7 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 # Protocol step -> Flower message type ('<category>.<action>', dispatched by the ClientApp).
 MESSAGE_TYPES = {
     "hello": "query.hello",  # Who are you (client index, task, committed step)?
-    "forward": "train.forward",  # SPEC §2 step 1: send f_H.
+    "forward": "train.forward",  # docs/design.md §2.1 step 1: send f_H.
     "backward": "train.backward",  # Step 3: here is f_B, send ∂L/∂f_B.
     "update": "train.update",  # Step 5: here is ∂L/∂f_H, step the head and tail.
     "get_weights": "query.get_weights",  # FedAvg: send head and tail.

@@ -16,11 +16,12 @@ from tavit_jax.models.head import Head
 from tavit_jax.models.tail import Tail
 
 TIME_CONDITIONING = ("fixed", "random")
-# Who adds the position embedding to the tokens (SPEC §5.1): the server's body (official),
-# the client's head (p-FeSTA; every sent token then carries its position), or nobody (the
-# body is a set function; the tail gets f_B back in order and the skips carry position).
+# Who adds the position embedding to the tokens (docs/design.md §4.2): the server's body
+# (official), the client's head (p-FeSTA; every sent token then carries its position), or
+# nobody (the body is a set function; the tail gets f_B back in order and the skips carry
+# position).
 POS_EMB = ("server", "client", "none")
-NECKS = ("none", "sca_mtl")  # What follows the encoder in the body (SPEC §5.4).
+NECKS = ("none", "sca_mtl")  # What follows the encoder in the body (docs/design.md §4.5).
 DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # Compute dtypes; params stay float32.
 NUM_TIMESTEPS = 1000  # Official random timesteps are drawn from [0, 1000).
 
@@ -152,8 +153,9 @@ def paper_config() -> ml_collections.ConfigDict:
       dim=128, dim_mults=(1, 2, 4), groups=8, attn_heads=4, attn_head_dim=32,
       body_layers=8, body_heads=8, body_mlp_dim=1024, body_dropout=0.1,
       time_conditioning="fixed", residual=False, full_res_skip=False, dtype="float32",
-      pos_emb="server",  # server (official) | client (p-FeSTA, SPEC §5.1) | none (no positions sent).
-      mask_token=False,  # True: the body learns a filler for punched tokens (SPEC §5.2).
+      # server (official) | client (p-FeSTA) | none (no positions sent); docs/design.md §4.2.
+      pos_emb="server",
+      mask_token=False,  # True: the body learns a filler for punched tokens (docs/design.md §4.3).
       feature_clip=0.0,  # > 0: each f_H token's RMS clipped to this (a defence; not official).
       feature_noise=0.0))  # > 0: Gaussian noise of this × feature_clip on f_H sent in training.
 

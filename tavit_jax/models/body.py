@@ -1,4 +1,5 @@
-"""Server body: a post-LayerNorm Transformer encoder over the head's tokens (SPEC §1)."""
+"""Server body: a post-LayerNorm Transformer encoder over the head's tokens (docs/design.md
+§1.4)."""
 
 from typing import Any
 
@@ -31,8 +32,8 @@ class EncoderLayer(nn.Module):
 
 class Body(nn.Module):
   """Tokens are the (h, w) feature map in row-major order; learned absolute positions,
-  unless the clients add them (`position_embedding=False`, SPEC §5.1): the body is then
-  equivariant to any permutation of the tokens."""
+  unless the clients add them (`position_embedding=False`, docs/design.md §4.2): the body is
+  then equivariant to any permutation of the tokens."""
 
   layers: int = 8
   heads: int = 8
@@ -40,11 +41,11 @@ class Body(nn.Module):
   dropout: float = 0.1
   dtype: Any = None  # Compute dtype; parameters stay float32.
   position_embedding: bool = True
-  # CutMixSL (SPEC §5.2, our adaptation): a learned token for the positions a client did not
-  # send; `keep` (B, h·w) says which ones it did.
+  # CutMixSL (docs/design.md §4.3, our adaptation): a learned token for the positions a client
+  # did not send; `keep` (B, h·w) says which ones it did.
   mask_token: bool = False
-  # SCA-MTL's centralised baseline (SPEC §5.4): > 0 adds its neck for that many tasks after
-  # the encoder, and `task` (the samples' task id) must be given.
+  # SCA-MTL's centralised baseline (docs/design.md §4.5): > 0 adds its neck for that many tasks
+  # after the encoder, and `task` (the samples' task id) must be given.
   neck_tasks: int = 0
 
   @nn.compact

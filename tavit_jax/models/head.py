@@ -1,4 +1,5 @@
-"""Client head: the UNet encoder that turns a patch into the body's tokens (SPEC §1)."""
+"""Client head: the UNet encoder that turns a patch into the body's tokens (docs/design.md
+§1.3)."""
 
 from typing import Any, Sequence
 
@@ -16,8 +17,8 @@ class Head(nn.Module):
   attn_heads: int = 4
   attn_head_dim: int = 32
   dtype: Any = None  # Compute dtype; parameters stay float32.
-  # p-FeSTA (SPEC §5.1, our adaptation): the body's position embedding moves to the client,
-  # added to f_H before it is sent, so the server needs no token order.
+  # p-FeSTA (docs/design.md §4.2, our adaptation): the body's position embedding moves to the
+  # client, added to f_H before it is sent, so the server needs no token order.
   position_embedding: bool = False
 
   @nn.compact

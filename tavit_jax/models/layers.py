@@ -1,4 +1,4 @@
-"""Building blocks shared by the head (UNet encoder) and tail (UNet decoder), SPEC §1.
+"""Building blocks shared by the head (UNet encoder) and tail (UNet decoder), docs/design.md §1.2.
 
 Shapes and initialisation-independent structure follow the official PyTorch modules so
 that parameter counts and imported checkpoints match exactly. Layout is NHWC. `dtype` is

@@ -1,4 +1,4 @@
-"""SCA-MTL's attention modules for the centralised multi-task baseline (SPEC §5.4).
+"""SCA-MTL's attention modules for the centralised multi-task baseline (docs/design.md §4.5).
 
 [paper] Kim, Choi, Min (ICIP 2022): cross-task attention (CTAM) exchanges information
 between the features of different tasks at one scale; cross-scale attention (CSAM) then
@@ -6,8 +6,8 @@ aggregates the resolutions within a task. Our adaptation to four restoration tas
 *different* images (the paper's tasks share one image): a sample only has its own task's
 features, so CTAM's keys and values are learned memory tokens per task and scale, which
 every batch (it holds every task) updates through the gradients of the other tasks'
-queries; a sample attends to the other tasks' memories only. SPEC §5.4 also suggests
-shifting them by the batch's features of each task; we do not, because at inference a
+queries; a sample attends to the other tasks' memories only. One could also
+shift them by the batch's features of each task; we do not, because at inference a
 client restores its own images alone and no other task's features exist (a sample's output
 depends on its own features only, as in TAViT; a test pins it). CSAM: each scale attends to its coarser
 scales (upsampled to its size); the refined scales are upsampled to the finest, fused by a

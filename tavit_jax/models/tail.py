@@ -1,4 +1,4 @@
-"""Client tail: the UNet decoder from the body's tokens back to an image (SPEC §1)."""
+"""Client tail: the UNet decoder from the body's tokens back to an image (docs/design.md §1.5)."""
 
 from typing import Any, Sequence
 

@@ -56,8 +56,8 @@ class Restorer:
   def restore_image(self, image, *, stride: int = 16, batch_size: int = 64,
                     blend: str = "uniform",
                     progress: Optional[tiling.ProgressFn] = None) -> np.ndarray:
-    """A uint8 (H, W, 3) image of any size, by the paper's overlapping patches (SPEC §4;
-    `blend` as in `tiling.restore_image`)."""
+    """A uint8 (H, W, 3) image of any size, by the paper's overlapping patches
+    (docs/design.md §3.4; `blend` as in `tiling.restore_image`)."""
     return tiling.restore_image(self.restore_patches, image, patch_size=self.patch_size,
                                 stride=stride, batch_size=batch_size, blend=blend,
                                 progress=progress)

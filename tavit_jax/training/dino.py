@@ -1,4 +1,4 @@
-"""DINO self-distillation of the body on uploaded token sets (MS-DINO, SPEC §5.3).
+"""DINO self-distillation of the body on uploaded token sets (MS-DINO, docs/design.md §4.4).
 
 [paper] MS-DINO trains the shared ViT by masked-sampling self-distillation on data the
 clients send once. Our adaptation (DINO's published defaults, not confirmed for MS-DINO):

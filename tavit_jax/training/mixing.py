@@ -1,5 +1,5 @@
-"""CutMixSL's mixed tokens (SPEC §5.2, `train.token_mix=cutmix`): groups of K clients share
-one token grid per sample slot.
+"""CutMixSL's mixed tokens (docs/design.md §4.3, `train.token_mix=cutmix`): groups of K
+clients share one token grid per sample slot.
 
 [paper] CutMixSL mixes the punched smashed data of several clients into one sample on the
 server. Our adaptation to TAViT: per step, the clients are split into fixed groups of

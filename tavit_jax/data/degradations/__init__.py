@@ -1,4 +1,4 @@
-"""Host-side (numpy) degradations that turn clean images into task inputs (SPEC §3).
+"""Host-side (numpy) degradations that turn clean images into task inputs (docs/design.md §3.2).
 
 Each is a picklable callable `d(clean, rng) -> degraded` on float32 (H, W, 3) RGB in
 [0,1] with a `margin` (see `base`); the grain pipeline and the training code build them
