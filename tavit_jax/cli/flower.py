@@ -6,7 +6,7 @@ One machine, everything on loopback (SuperLink, one SuperNode per client, the ru
 
 Across machines (see the README for TLS certificates and SuperNode keys):
 
-  server$  tavit-flower superlink --port=9093 --tls_dir=certs --node_auth
+  server$  tavit-flower superlink --host=0.0.0.0 --port=9093 --tls_dir=certs --node_auth
   client$  tavit-flower client --config=configs/flower_tiny.py --client_index=0
              --workdir=client0 --superlink=server:9093 --ca_cert=ca.crt --auth_key=keys/client0
   you$     tavit-flower run --config=configs/flower_tiny.py --workdir=server_state
@@ -14,6 +14,11 @@ Across machines (see the README for TLS certificates and SuperNode keys):
 
 `--config.train.cycles=1` overrides a config field, as in `tavit-train`; server and clients
 must agree on the shared fields (the server refuses a client whose config differs).
+
+Secure by default: the SuperLink listens on loopback unless --host says otherwise, and no
+command listens on or connects to another machine's address without TLS unless --insecure
+is given; each says at startup whether its link is encrypted and whether nodes are
+authenticated.
 """
 
 import functools
@@ -31,27 +36,31 @@ from tavit_jax.flower import launch, settings
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)",
                                           lock_config=True)
 flags.DEFINE_string("workdir", None, "this side's folder: checkpoints and logs")
-flags.DEFINE_string("host", "0.0.0.0", "superlink: address to listen on (all by default)")
+flags.DEFINE_string("host", "127.0.0.1", "superlink: address to listen on; loopback (this "
+                    "machine only) by default, 0.0.0.0 for every interface (needs --tls_dir or "
+                    "--insecure)")
 flags.DEFINE_integer("port", 9093, "superlink: port of the SuperLink's Fleet API")
-flags.DEFINE_string("tls_dir", None, "superlink: folder with ca.crt, server.pem, server.key "
-                    "(else insecure)")
-flags.DEFINE_bool("node_auth", False, "superlink: only registered SuperNodes may join")
+flags.DEFINE_string("tls_dir", None, "superlink: folder with ca.crt, server.pem, server.key")
+flags.DEFINE_bool("node_auth", False, "superlink: only registered SuperNodes may join (needs "
+                  "--tls_dir)")
 flags.DEFINE_string("database", None, "superlink: state file (default: in memory; registered "
                     "SuperNodes are then forgotten on restart)")
 flags.DEFINE_integer("client_index", None, "client: which entry of config.clients")
 flags.DEFINE_string("superlink", None, "client, run: host:port of the SuperLink")
-flags.DEFINE_string("ca_cert", None, "client, run: CA certificate of the SuperLink's TLS "
-                    "(else insecure)")
-flags.DEFINE_string("auth_key", "", "client: this SuperNode's private key (node auth)")
+flags.DEFINE_string("ca_cert", None, "client, run: CA certificate of the SuperLink's TLS")
+flags.DEFINE_bool("insecure", False, "superlink, client, run: no TLS on a non-loopback "
+                  "address: nothing encrypted, nodes not authenticated; a trusted network only")
+flags.DEFINE_string("auth_key", "", "client: this SuperNode's private key (node auth; needs "
+                    "--ca_cert)")
 flags.DEFINE_integer("runtime_port", 0, "client: the SuperNode's local API port")
 FLAGS = flags.FLAGS
 
 # Per command: (required flags, optional flags).
 COMMANDS = {
-    "superlink": ((), ("host", "port", "tls_dir", "node_auth", "database")),
+    "superlink": ((), ("host", "port", "tls_dir", "node_auth", "insecure", "database")),
     "client": (("config", "workdir", "client_index", "superlink"),
-               ("ca_cert", "auth_key", "runtime_port")),
-    "run": (("config", "workdir", "superlink"), ("ca_cert",)),
+               ("ca_cert", "insecure", "auth_key", "runtime_port")),
+    "run": (("config", "workdir", "superlink"), ("ca_cert", "insecure")),
     "local": (("config", "workdir"), ()),
 }
 
@@ -76,9 +85,18 @@ def _config():
           dict(config_flags.get_override_values(FLAGS["config"])))
 
 
+def _say(command: str, lines: list[str]) -> None:
+  """The startup log lines saying what protects the link, before any Flower output."""
+  for line in lines:
+    print(f"[tavit-flower {command}] {line}", flush=True)
+
+
 def superlink() -> int:
   """Runs the SuperLink: the server that SuperNodes (clients) and runs connect to."""
-  command = launch.superlink_command(FLAGS.port, _tls(server=True), FLAGS.node_auth, FLAGS.host)
+  tls = _tls(server=True)
+  lines = launch.superlink_security(FLAGS.host, FLAGS.port, tls, FLAGS.node_auth, FLAGS.insecure)
+  command = launch.superlink_command(FLAGS.port, tls, FLAGS.node_auth, FLAGS.host, FLAGS.insecure)
+  _say("superlink", lines)
   if FLAGS.database:
     command += ["--database", _path("database")]
   return subprocess.call(command, env=launch.environment())
@@ -86,8 +104,10 @@ def superlink() -> int:
 
 def client(worker_class=None) -> None:
   """Serves config.clients[--client_index] as a SuperNode until killed."""
+  lines = launch.client_security(FLAGS.superlink, _tls(), _path("auth_key") or "", FLAGS.insecure)
   from tavit_jax.flower.worker import ClientWorker, run_client  # pylint: disable=g-import-not-at-top
   config, _, _ = _config()
+  _say("client", lines)
   run_client(config, FLAGS.client_index, _path("workdir"), FLAGS.superlink, tls=_tls(),
              auth_key=_path("auth_key") or "", runtime_port=FLAGS.runtime_port,
              worker_class=worker_class or ClientWorker)
@@ -95,7 +115,9 @@ def client(worker_class=None) -> None:
 
 def run() -> int:
   """Submits the run to the SuperLink and streams its log until it ends."""
+  lines = launch.run_security(FLAGS.superlink, _tls(), FLAGS.insecure)
   _, spec, overrides = _config()
+  _say("run", lines)
   workdir = _path("workdir")
   flower = os.path.join(workdir, "flower")
   app_dir = launch.write_app(os.path.join(flower, "app"))
@@ -120,6 +142,7 @@ def local() -> int:
   config, spec, overrides = _config()
   _prepare_data(config)
   with launch.LocalDeployment(spec, overrides, _path("workdir"), len(config.clients)) as deployment:
+    _say("local", launch.superlink_security("127.0.0.1", deployment.port))
     deployment.start()
     started = time.time()
     print(f"SuperLink on {deployment.address}; logs in {os.path.dirname(deployment.log('run'))}")

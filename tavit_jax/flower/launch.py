@@ -4,6 +4,12 @@ one machine over loopback (`LocalDeployment`).
 Shared by the `tavit-flower` CLI and the tests. Every process starts in its own session,
 so stopping one stops its children (SuperExec, ServerApp/ClientApp processes) too.
 
+Secure by default, like Flower's own `flower-superlink`: the SuperLink listens on loopback
+unless told otherwise, and nothing listens on or connects to another machine's address
+without TLS unless `--insecure` says so (`superlink_security`, `client_security`,
+`run_security` check it and return the startup log lines that say what protects the link).
+The client's SuperNode serves its Runtime API on 127.0.0.1 only (Flower's default).
+
 `python -m tavit_jax.flower.launch CMD...` execs CMD so that it is killed when the process
 that started it dies (Linux PR_SET_PDEATHSIG; elsewhere plain exec). The client process
 starts its SuperNode through this: a killed client must not leave a SuperNode behind that
@@ -13,6 +19,7 @@ answers for a worker that is gone. (Setting it from the JAX process itself would
 
 import ctypes
 import dataclasses
+import ipaddress
 import json
 import os
 import signal
@@ -25,6 +32,7 @@ from typing import Optional
 import tomli_w
 
 from tavit_jax import config_files
+from tavit_jax.errors import TavitError
 
 # Flower's SuperExec checks for new work once a second by default; a round trip of the
 # protocol needs it several times.
@@ -54,6 +62,125 @@ class Tls:
   server_key: str = ""
 
 
+def host_of(address: str) -> str:
+  """The host of 'host:port', '[v6]:port', or of a bare host."""
+  address = address.strip()
+  if address.startswith("["):
+    return address[1:].partition("]")[0]
+  return address.rpartition(":")[0] if address.count(":") == 1 else address
+
+
+def is_loopback(host: str) -> bool:
+  """Only this machine can reach `host`: 'localhost', 127.0.0.0/8 or ::1. Names are not
+  resolved (what a name points to can change); 0.0.0.0 and :: are every interface."""
+  host = host.strip().rstrip(".").lower()
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def _check_plaintext(doing: str, address: str, tls: Optional[Tls], insecure: bool,
+                     tls_flag: str) -> None:
+  """Refuses a link to or from another machine without TLS unless `insecure`."""
+  if tls is not None and insecure:
+    raise TavitError(f"give {tls_flag} (TLS) or --insecure (no TLS), not both")
+  if tls is None and not insecure and not is_loopback(host_of(address)):
+    raise TavitError(
+        f"refusing to {doing} {address} without TLS: give {tls_flag} (see the README), or "
+        "--insecure to send everything unencrypted (only on a network you trust)")
+
+
+def _link_line(tls: Optional[Tls], address: str, trusted: str) -> str:
+  if tls is not None:
+    return f"link: encrypted (TLS, {trusted})"
+  if is_loopback(host_of(address)):
+    return f"link: not encrypted (no TLS; {address} is loopback: this machine only)"
+  return (f"link: not encrypted (--insecure: no TLS on {address}; anyone on the network "
+          "can read and change what is sent)")
+
+
+def _runtime_host(host: str) -> str:
+  """Where the SuperLink's own SuperExec connects: Flower (supercore/address.py,
+  resolve_bind_address) turns 0.0.0.0 into 127.0.0.1 and :: into ::1."""
+  return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _check_certificate(server_cert: str, host: str) -> None:
+  """Refuses a SuperLink certificate that its own SuperExec would reject: it connects to
+  `_runtime_host(host)` and checks the name, so a certificate only for the public name
+  leaves no process to start runs (Flower logs the handshake error and carries on)."""
+  try:
+    from cryptography import x509  # pylint: disable=g-import-not-at-top
+    with open(server_cert, "rb") as f:
+      certificate = x509.load_pem_x509_certificate(f.read())
+  except ImportError:
+    return
+  except (OSError, ValueError) as e:
+    raise TavitError(f"{server_cert}: not a readable PEM certificate ({e})") from e
+  target = _runtime_host(host)
+  try:
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+  except x509.ExtensionNotFound:
+    names = None
+  try:
+    ip = ipaddress.ip_address(target)
+    valid = names is not None and ip in names.get_values_for_type(x509.IPAddress)
+    entry = f"IP:{ip}"
+  except ValueError:
+    dns = [] if names is None else names.get_values_for_type(x509.DNSName)
+    valid = any(name.lower() in (target.lower(), "*." + target.lower().partition(".")[2])
+                for name in dns)
+    entry = f"DNS:{target}"
+  if not valid:
+    raise TavitError(
+        f"{server_cert} is not valid for {target}, where the SuperLink's own SuperExec "
+        f"connects to start runs: add {entry} to its subjectAltName (see the README)")
+
+
+def superlink_security(host: str, port: int, tls: Optional[Tls] = None, node_auth: bool = False,
+                       insecure: bool = False) -> list[str]:
+  """The SuperLink's two startup log lines (link encrypted? nodes authenticated?); raises
+  TavitError for a non-loopback `host` without TLS unless `insecure`, or node auth
+  without TLS (Flower authenticates SuperNodes only over TLS)."""
+  address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+  _check_plaintext("listen on", address, tls, insecure, "--tls_dir")
+  if node_auth and tls is None:
+    raise TavitError("--node_auth needs --tls_dir: Flower authenticates SuperNodes only over TLS")
+  if tls is not None:
+    _check_certificate(tls.server_cert, host)
+  if node_auth:
+    nodes = "nodes: authenticated (--node_auth: only SuperNodes whose public key is registered may join)"
+  else:
+    nodes = (f"nodes: not authenticated (any SuperNode that reaches {address} may join; "
+             "--node_auth with --tls_dir restricts it)")
+  return [_link_line(tls, address, f"certificate {tls.server_cert}" if tls else ""), nodes]
+
+
+def client_security(superlink: str, tls: Optional[Tls] = None, auth_key: str = "",
+                    insecure: bool = False) -> list[str]:
+  """The client's two startup log lines (link to the SuperLink encrypted? this node
+  authenticated?); raises TavitError for a non-loopback SuperLink without TLS unless
+  `insecure`, or a key without TLS."""
+  _check_plaintext("connect to", superlink, tls, insecure, "--ca_cert")
+  if auth_key and tls is None:
+    raise TavitError("--auth_key needs --ca_cert: Flower authenticates SuperNodes only over TLS")
+  node = (f"node: authenticated (key {auth_key})" if auth_key else
+          "node: not authenticated (no --auth_key; a SuperLink with --node_auth refuses it)")
+  return [_link_line(tls, superlink, f"SuperLink certificate checked against {tls.ca_cert}"
+                     if tls else ""), node]
+
+
+def run_security(superlink: str, tls: Optional[Tls] = None, insecure: bool = False) -> list[str]:
+  """`tavit-flower run`'s startup log line (link to the SuperLink encrypted?); raises
+  TavitError for a non-loopback SuperLink without TLS unless `insecure`."""
+  _check_plaintext("connect to", superlink, tls, insecure, "--ca_cert")
+  return [_link_line(tls, superlink, f"SuperLink certificate checked against {tls.ca_cert}"
+                     if tls else "")]
+
+
 def environment(extra: Optional[dict] = None) -> dict:
   """This environment plus `FLOWER_ENV`, with this Python's bin folder first on PATH
   (Flower's processes start further Flower entry points by name)."""
@@ -74,8 +201,10 @@ def flower_bin(name: str) -> str:
 
 
 def superlink_command(port: int, tls: Optional[Tls] = None, node_auth: bool = False,
-                      host: str = "127.0.0.1") -> list[str]:
-  """Fleet, Control and Runtime APIs on one HTTP port; `host` 0.0.0.0 to accept other machines."""
+                      host: str = "127.0.0.1", insecure: bool = False) -> list[str]:
+  """Fleet, Control and Runtime APIs on one HTTP port; `host` 0.0.0.0 to accept other
+  machines, which needs `tls` or `insecure` (checked as `superlink_security` checks)."""
+  superlink_security(host, port, tls, node_auth, insecure)
   command = [flower_bin("flower-superlink"), "--host", host, "--port", str(port),
              "--disable-runtime-dependency-installation"]
   if tls is None:
@@ -90,6 +219,8 @@ def superlink_command(port: int, tls: Optional[Tls] = None, node_auth: bool = Fa
 
 def supernode_command(superlink: str, runtime_port: int, node_config: dict,
                       tls: Optional[Tls] = None, auth_key: str = "") -> list[str]:
+  """The client's SuperNode; its Runtime API on 127.0.0.1:`runtime_port`. Without `tls` it
+  dials `superlink` in plaintext: `client_security` checks that first."""
   pairs = " ".join(f"{key}={json.dumps(value)}" for key, value in node_config.items())
   command = [flower_bin("flower-supernode"), "--superlink", superlink, "--port", str(runtime_port),
              "--node-config", pairs]
