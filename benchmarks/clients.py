@@ -25,6 +25,7 @@ import optax
 from tavit_jax import models, roster
 from tavit_jax.protocol import mse
 from tavit_jax.training import state as state_lib, steps as steps_lib
+from tavit_jax.training.step_parts import StepOptions
 from timing import interleaved, load  # benchmarks/timing.py, beside this file.
 
 PATCH = 64
@@ -61,8 +62,8 @@ def contenders(model, num_clients: int, batch_size: int) -> dict:
     state = state_lib.init_state(model, tasks, client_tx, client_tx, jax.random.key(0))
     shardings = steps_lib.state_shardings(state, mesh, num_clients, client_map)
     state = jax.device_put(state, shardings)
-    steps = steps_lib.make_steps(model, client_tx, client_tx, ids, shardings, client_map,
-                                 dropout=False)
+    steps = steps_lib.make_steps(model, client_tx, client_tx, ids, shardings,
+                                 StepOptions(client_map, dropout=False))
     holder = {"state": state}
 
     def run(steps=steps, holder=holder):

@@ -5,7 +5,7 @@
 Each client trains its head and tail locally through the body's public initialisation,
 uploads once 16 batches of its f_H tokens in a secret per-sample order, the server trains
 the body by DINO self-distillation on them alone, and each client downloads it once and
-fine-tunes (tavit_jax/training/single_round.py). The order is secret, the positions are not:
+fine-tunes (tavit_jax/training/protocols/single_round.py). The order is secret, the positions are not:
 every token carries its position embedding, so the server, which keeps the tokens, can put
 them back in order; treat them as revealing the client's images (EXPERIMENTS.md). Local +
 finetune steps equal the main job's 200 client steps per client; the DINO steps replace its

@@ -18,9 +18,10 @@ positions), punched tokens (ρ = 0.5, 0.25), mixed tokens (K = 2 clients of a ta
 bfloat16 wire; per variant also the bytes per client step and the strongest attacker of
 experiments/privacy_attack.py (run once per finished run), and a frontier plot (restoration
 loss vs the strongest attack's margin over the patch-mean baseline).
-systems: what a user chooses between (docs/design.md §4.4-4.5): alternating TAViT, local
+systems: what a user chooses between (docs/design.md §4.4-4.6): alternating TAViT, local
 training only (each client's head and tail through the body's fixed initialisation, no messages),
-MS-DINO's single round, and SCA-MTL with the data pooled; with the bytes each exchanges.
+simultaneous split learning (the body steps in every client step), MS-DINO's single round, and
+SCA-MTL with the data pooled; with the bytes each exchanges.
 
 Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
 runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
@@ -90,6 +91,7 @@ PRIVACY_VARIANTS = {
 SYSTEMS = {
     "TAViT": ("TAViT", "{size}.py", ()),
     "local only": ("body_frozen", "{size}.py", (("train.server_phase_steps", 0),)),
+    "simultaneous": ("simultaneous", "{size}.py", (("train.mode", "simultaneous"),)),
     "single round": ("single_round", "single_round.py:{size}", ()),
     "SCA-MTL (pooled)": ("SCA_MTL", "baselines.py:sca_mtl,{size}", ()),
 }
@@ -104,8 +106,17 @@ class Run:
 
   def load(self):
     config = config_files.load(self.config)
-    with config.unlocked():
-      config.update_from_flattened_dict(dict(self.overrides))
+    for key in dict(self.overrides):
+      try:
+        config_files.lookup(config, key)
+      except (KeyError, AttributeError):
+        raise TavitError(f"--override {key}: {os.path.relpath(self.config, ROOT)} has no such "
+                         f"field") from None
+    try:
+      with config.unlocked():
+        config.update_from_flattened_dict(dict(self.overrides))
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+      raise TavitError(f"--override of run {self.name or 'Multi'}: {e}") from None
     return config
 
 
@@ -188,7 +199,8 @@ def _finished(run: Run, workdir: str):
     return None
   rows = files.read_json(path)
   config = run.load()
-  phases = schedule.make_schedule(config.train, len(config.clients))
+  from tavit_jax.training import protocols  # pylint: disable=g-import-not-at-top  # JAX.
+  phases = protocols.make_schedule(config.train, len(config.clients))
   if not rows or max(r["phase"] for r in rows) < len(phases) - 1:
     return None
   return tables.final_rows(rows)
@@ -285,33 +297,22 @@ def _wire_table(runs, workdir, columns) -> list[str]:
 def _systems_bytes(runs, columns) -> list[str]:
   """Per system: bytes exchanged over the whole run, all clients together."""
   # pylint: disable=g-import-not-at-top  # JAX only for this table.
-  from tavit_jax import models, roster
-  from tavit_jax.evaluation import communication
-  from tavit_jax.training import single_round
-  mib = lambda n: f"{n / 2**20:,.1f} MiB"
+  from tavit_jax import models
+  from tavit_jax.evaluation.communication import mib
+  from tavit_jax.training import protocols
   cells = {}
   for run in runs:
     if run.column in cells:
       continue
     config = run.load()
     model = models.build(config.model, config.data.patch_size)
-    num_clients = len(config.clients)
-    if config.train.mode == "single_round":
-      sizes = single_round.bytes_exchanged(model, config, config.train.wire_dtype)
-      cells[run.column] = (mib(num_clients * sizes["upload_bytes"]),
-                           mib(num_clients * sizes["download_bytes"]))
-    elif config.train.mode == "end_to_end":
+    chosen = protocols.select(config.train)
+    totals = chosen.run_bytes(config, model, chosen.phases(config.train, len(config.clients)))
+    if totals is None:  # Nothing split: the data goes where the model is.
       cells[run.column] = ("every training image, once", "—")
     elif config.train.server_phase_steps == 0:  # The body's initialisation: built locally.
       cells[run.column] = (mib(0), mib(0))
     else:
-      per_step = communication.bytes_per_step(model, config.data.patch_size,
-                                              config.data.batch_size, config.train.wire_dtype,
-                                              config.train.token_keep)
-      totals = communication.run_totals(
-          per_step, schedule.make_schedule(config.train, num_clients),
-          schedule.client_phase_steps(config.train, num_clients),
-          roster.task_ids(config.clients), config.train.unify_every)
       cells[run.column] = (mib(totals["up"]), mib(totals["down"]))
   return ["Bytes exchanged over the whole run, all clients together (local only: the body at "
           "its initialisation, which every client builds from the seed itself):", "",
@@ -331,12 +332,25 @@ def _commit() -> str:
     return "unknown"
 
 
+def _validate(runs) -> None:
+  """Every run's config checked whole before any run starts or any folder is made: a bad
+  --override is one line naming the run and the key, not a failed run per seed."""
+  # pylint: disable=g-import-not-at-top  # JAX only once the flags are good.
+  from tavit_jax.training.config_check import validate
+  for run in runs:
+    try:
+      validate(run.load())
+    except TavitError as e:
+      raise TavitError(f"run {run.name} ({os.path.relpath(run.config, ROOT)}): {e}") from None
+
+
 def _main(argv) -> None:
   no_arguments(argv)
   started = time.time()
   out = files.resolve(_OUT.value)
   columns, gain, runs = plan(_TABLE.value, _SIZE.value, _SEEDS.value, _TASKS.value,
                              _parse_overrides(_OVERRIDE.value), _DATA_DIR.value, _COLUMNS.value)
+  _validate(runs)
   workdir = lambda run: os.path.join(out, "runs", run.name)
   log_path = lambda run: os.path.join(out, "logs", f"{run.name}.log")
   os.makedirs(os.path.join(out, "logs"), exist_ok=True)

@@ -1,4 +1,4 @@
-"""The split-learning primitives of SPEC §2, one client at a time, as pure functions, and
+"""The split-learning primitives of docs/design.md §2.1, one client at a time, as pure functions, and
 the rules both the fused steps and the Flower deployment follow: the RNG streams, the
 client's optimizer update and the rounding of what crosses the wire.
 
@@ -20,7 +20,7 @@ from tavit_jax.errors import TavitError
 from tavit_jax.models import Model
 
 WIRE_DTYPES = ("float32", "bfloat16")
-PERMUTATIONS = ("none", "per_sample")  # train.permute_tokens (SPEC §5.1).
+PERMUTATIONS = ("none", "per_sample")  # train.permute_tokens (docs/design.md §4.2).
 _PERMUTATION_STREAM = 0x5045524D  # fold_in tag: the client's permutation key ('PERM').
 _KEEP_STREAM = 0x4B454550  # fold_in tag: which tokens a client sends ('KEEP').
 _NOISE_STREAM = 0x4E4F4953  # fold_in tag: the client's f_H noise key ('NOIS').
@@ -52,6 +52,12 @@ def _over_wire_bwd(dtype, _, grad):
 
 
 over_wire.defvjp(_over_wire_fwd, _over_wire_bwd)
+
+
+def sender(dtype):
+  """What a fused step applies where a message would cross the network: `over_wire` in
+  `dtype`, or nothing when features travel as computed (`dtype` None)."""
+  return (lambda x: x) if dtype is None else (lambda x: over_wire(x, dtype))
 
 
 def initial_keys(rng):
@@ -117,7 +123,7 @@ def unpermute_tokens(features, permutations):
 
 
 def check_token_keep(token_keep: float, mask_token: bool) -> float:
-  """ρ, the fraction of f_H tokens each client sends (SPEC §5.2)."""
+  """ρ, the fraction of f_H tokens each client sends (docs/design.md §4.3)."""
   if not 0 < token_keep <= 1:
     raise TavitError(f"train.token_keep must be in (0, 1], not {token_keep}")
   if token_keep < 1 and not mask_token:

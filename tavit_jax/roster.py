@@ -48,3 +48,13 @@ def shares_task(ids: np.ndarray) -> np.ndarray:
   """Per client (by `task_ids`), whether another client has its task: only those take part
   in FedAvg."""
   return np.bincount(ids)[ids] > 1
+
+
+def task_groups(ids: np.ndarray) -> list[np.ndarray]:
+  """The clients of each task present in `ids`, as index arrays in order of task id."""
+  return [np.flatnonzero(ids == task) for task in np.unique(ids)]
+
+
+def group_of(ids: np.ndarray) -> np.ndarray:
+  """Per client, the index of its group in `task_groups(ids)`."""
+  return np.unique(ids, return_inverse=True)[1].reshape(-1)

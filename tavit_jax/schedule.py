@@ -11,7 +11,6 @@ import numpy as np
 
 from tavit_jax.errors import TavitError
 
-MODES = ("alternating", "end_to_end", "single_round")
 # `eval.every`: evaluate after every phase (the paper) or only after each cycle's last one.
 EVAL_EVERY = ("phase", "cycle")
 # Kinds of phase in which the clients' heads and tails step (`Steps.client`). 'local' and
@@ -59,19 +58,11 @@ def client_phase_steps(train: ml_collections.ConfigDict, num_clients: int) -> np
   return np.broadcast_to(np.array(steps, np.int64), (num_clients,))
 
 
-def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Phase]:
-  """'alternating': per cycle a client phase (as long as the longest client's) then a server
-  phase. 'end_to_end' (Base): per cycle one joint phase with the same number of steps.
-  'single_round': once each, local, upload, dino and finetune (`train.single_round`)."""
-  if train.mode not in MODES:
-    raise TavitError(f"train.mode must be one of {MODES}, not {train.mode!r}")
-  if train.mode == "single_round":
-    return _single_round_schedule(train)
-  client_steps = int(client_phase_steps(train, num_clients).max())
-  kinds = ([("client", client_steps), ("server", train.server_phase_steps)]
-           if train.mode == "alternating" else [("joint", client_steps + train.server_phase_steps)])
+def cycles(num_cycles: int, kinds: list[tuple[str, int]]) -> list[Phase]:
+  """`num_cycles` repetitions of the phases `kinds` [(kind, steps)]; a phase of 0 steps is
+  left out (e.g. `server_phase_steps=0`: the body stays at its initialisation)."""
   phases, start = [], 0
-  for cycle in range(1, train.cycles + 1):
+  for cycle in range(1, num_cycles + 1):
     for kind, steps in kinds:
       if steps > 0:
         phases.append(Phase(len(phases), cycle, kind, start, steps))
@@ -79,20 +70,13 @@ def make_schedule(train: ml_collections.ConfigDict, num_clients: int) -> list[Ph
   return phases
 
 
-def _single_round_schedule(train: ml_collections.ConfigDict) -> list[Phase]:
-  if "single_round" not in train:
-    raise TavitError("train.mode=single_round needs the train.single_round section of "
-                     "configs/single_round.py; start from that config")
-  lengths = train.single_round
-  kinds = [("local", lengths.local_steps), ("upload", lengths.upload_batches),
-           ("dino", lengths.dino_steps), ("finetune", lengths.finetune_steps)]
-  phases, start = [], 0
+def once(kinds: list[tuple[str, int]], section: str) -> list[Phase]:
+  """The phases `kinds` [(kind, steps)] once each, every one at least a step long (their
+  lengths come from the config section `section`)."""
   for kind, steps in kinds:
     if steps <= 0:
-      raise TavitError(f"train.single_round: every phase needs at least one step ({kind}: {steps})")
-    phases.append(Phase(len(phases), 1, kind, start, steps))
-    start += steps
-  return phases
+      raise TavitError(f"{section}: every phase needs at least one step ({kind}: {steps})")
+  return cycles(1, kinds)
 
 
 def evaluated_phases(phases: list[Phase], every: str) -> set[int]:

@@ -10,6 +10,7 @@ import pytest
 from tavit_jax import models, protocol, schedule
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication
+from tavit_jax.training import protocols
 
 
 def test_paper_model_bytes_per_client_and_step():
@@ -43,7 +44,7 @@ def test_over_wire_rounds_the_value_going_and_the_gradient_coming_back():
 def test_run_totals_count_every_message_and_fedavg_only_among_task_peers():
   train = ml_collections.ConfigDict(dict(mode="alternating", cycles=2, client_phase_steps=(4, 2, 4),
                                          server_phase_steps=3, unify_every=2))
-  phases = schedule.make_schedule(train, 3)
+  phases = protocols.make_schedule(train, 3)
   per_step = {"client_phase_up": 10, "client_phase_down": 20, "server_phase_up": 100,
               "server_phase_down": 1000, "fedavg_upload": 10_000, "fedavg_download": 100_000}
   ids = np.array([0, 1, 0])  # Clients 0 and 2 share a task; client 1 is alone in its task.

@@ -72,12 +72,17 @@ def test_privacy_table_attacks_each_run_and_counts_its_bytes(tmp_path, data_dir)
 
 
 @pytest.mark.slow
-def test_systems_table_runs_single_round_and_the_pooled_baseline(tmp_path, data_dir):
+def test_systems_table_runs_single_round_simultaneous_and_the_pooled_baseline(tmp_path, data_dir):
   result = compare(tmp_path, data_dir, "--table=systems", "--size=tiny",
-                   "--columns=single round,SCA-MTL (pooled)")
+                   "--columns=single round,SCA-MTL (pooled),simultaneous")
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   table = (tmp_path / "systems_tiny.md").read_text()
   assert "| single round | 0.1 MiB | 0.1 MiB |" in table
+  # Simultaneous sends alternating TAViT's messages: its bytes are the runner's TAViT count.
+  simultaneous = next(line for line in table.splitlines() if line.startswith("| simultaneous |"))
+  assert simultaneous.count("MiB") == 2 and "| 0.0 MiB |" not in simultaneous
+  assert json.load(open(tmp_path / "runs" / "simultaneous_seed0" / "config.json"))[
+      "train.mode"] == "simultaneous"
   assert "| SCA-MTL (pooled) | every training image, once | — |" in table
   assert "| deraining / heavy |" in table
   # SCA-MTL's neck trained: its gates (0 at initialisation) moved.

@@ -7,7 +7,8 @@ import importlib
 import jax
 import pytest
 
-from tavit_jax import config_files, models, schedule
+from tavit_jax import config_files, models
+from tavit_jax.training import protocols
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +26,7 @@ def test_config_builds(spec):
     config.train.cycels = 1
   model = models.build(config.model, config.data.patch_size)
   jax.eval_shape(model.init_tail, jax.random.key(0))
-  phases = schedule.make_schedule(config.train, len(config.clients))
+  phases = protocols.make_schedule(config.train, len(config.clients))
   assert phases and phases[-1].end > 0
 
 
@@ -33,7 +34,7 @@ def test_baselines_are_the_papers():
   base, single = load("baselines.py:base,deraining"), load("baselines.py:single,deraining")
   assert base.clients == ("deraining",) and base.train.mode == "end_to_end"
   assert single.clients == ("deraining", "deraining") and single.train.mode == "alternating"
-  assert [p.kind for p in schedule.make_schedule(base.train, 1)] == ["joint"] * base.train.cycles
+  assert [p.kind for p in protocols.make_schedule(base.train, 1)] == ["joint"] * base.train.cycles
   paper = load("paper.py")
   assert (paper.model.dim, paper.model.body_layers, paper.model.residual,
           paper.model.full_res_skip) == (128, 8, False, False)

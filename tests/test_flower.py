@@ -21,7 +21,7 @@ from tavit_jax.flower import launch, settings
 from tavit_jax.flower.server import BodyServer
 from tavit_jax.flower.records import read_jsonl, summarize
 from tavit_jax.flower.worker import ClientWorker
-from tavit_jax.training import state as state_lib
+from tavit_jax.training import protocols, state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.loop import train_and_evaluate
 
@@ -54,7 +54,8 @@ def in_process(config, workdir):
   """The reference: `train_and_evaluate`, then its final state."""
   train_and_evaluate(config, workdir)
   model = models.build(config.model, config.data.patch_size)
-  client_tx, server_tx = state_lib.optimizers(config.train, len(config.clients))
+  client_tx, server_tx = state_lib.optimizers(
+      config.train, protocols.make_schedule(config.train, len(config.clients)))
   like = jax.eval_shape(lambda: state_lib.init_state(model, list(config.clients), client_tx,
                                                      server_tx, jax.random.PRNGKey(config.seed)))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"))

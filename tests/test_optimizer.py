@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tavit_jax.errors import TavitError
-from tavit_jax.training import state as state_lib
+from tavit_jax.training import protocols, state as state_lib
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
@@ -15,6 +15,10 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       mode="alternating", cycles=2, client_phase_steps=(10,), server_phase_steps=4,
       client_lr=1e-3, server_lr=5e-4, b1=0.5, b2=0.999, grad_clip=0.0, lr_decay="cosine",
       lr_hold=0.5), **overrides})
+
+
+def phases(train):
+  return protocols.make_schedule(train, 2)
 
 
 def rates(tx, steps: int) -> np.ndarray:
@@ -29,7 +33,7 @@ def rates(tx, steps: int) -> np.ndarray:
 
 
 def test_cosine_holds_then_decays_to_zero_over_each_sides_updates():
-  client_tx, server_tx = state_lib.optimizers(train_config(), num_clients=2)
+  client_tx, server_tx = state_lib.optimizers(train_config(), phases(train_config()))
   client = rates(client_tx, 20)  # 2 cycles × 10 client steps.
   np.testing.assert_allclose(client[:10], 1e-3, rtol=1e-4)  # Held for half of them...
   np.testing.assert_allclose(client[15], 0.5e-3, rtol=1e-3)  # ...halfway down the cosine...
@@ -40,10 +44,10 @@ def test_cosine_holds_then_decays_to_zero_over_each_sides_updates():
 
 
 def test_constant_rate_is_the_official_optimizer():
-  client_tx, _ = state_lib.optimizers(train_config(lr_decay="constant"), num_clients=2)
+  client_tx, _ = state_lib.optimizers(train_config(lr_decay="constant"), phases(train_config()))
   np.testing.assert_allclose(rates(client_tx, 25), 1e-3, rtol=1e-4)
 
 
 def test_unknown_decay_is_named():
   with pytest.raises(TavitError, match="train.lr_decay .* not 'linear'"):
-    state_lib.optimizers(train_config(lr_decay="linear"), num_clients=2)
+    state_lib.optimizers(train_config(lr_decay="linear"), phases(train_config()))

@@ -4,13 +4,14 @@ import ml_collections
 import pytest
 
 from tavit_jax import schedule
+from tavit_jax.training import protocols
 
 
 @pytest.mark.parametrize("unify_every, expected", [(0, [4, 12]), (2, [2, 4, 10, 12]), (-1, [])])
 def test_unifies_after(unify_every, expected):
   train = ml_collections.ConfigDict(dict(mode="alternating", cycles=2, client_phase_steps=(4,),
                                          server_phase_steps=4))
-  phases = schedule.make_schedule(train, 2)
+  phases = protocols.make_schedule(train, 2)
   assert [p.kind for p in phases] == ["client", "server"] * 2
   unified = [step for phase in phases for step in range(phase.start + 1, phase.end + 1)
              if schedule.unifies_after(phase, step, unify_every)]
@@ -21,13 +22,13 @@ def test_unifies_after(unify_every, expected):
 def test_evaluated_phases(every, expected):
   train = ml_collections.ConfigDict(dict(mode="alternating", cycles=2, client_phase_steps=(4,),
                                          server_phase_steps=4))
-  assert sorted(schedule.evaluated_phases(schedule.make_schedule(train, 2), every)) == expected
+  assert sorted(schedule.evaluated_phases(protocols.make_schedule(train, 2), every)) == expected
 
 
 def test_evaluated_phases_of_a_single_round_run_skip_upload_and_dino():
   train = ml_collections.ConfigDict(dict(mode="single_round", single_round=dict(
       local_steps=2, upload_batches=1, dino_steps=2, finetune_steps=2)))
-  phases = schedule.make_schedule(train, 2)
+  phases = protocols.make_schedule(train, 2)
   assert sorted(schedule.evaluated_phases(phases, "phase")) == [0, 3]
   assert sorted(schedule.evaluated_phases(phases, "cycle")) == [3]
 

@@ -9,7 +9,8 @@ import pytest
 
 from tavit_jax import models
 from tavit_jax.errors import TavitError
-from tavit_jax.training import single_round
+from tavit_jax.evaluation import communication
+from tavit_jax.training.protocols import single_round
 from tavit_jax.training.loop import train_and_evaluate
 from test_training_loop import final_state, flat
 
@@ -59,7 +60,7 @@ def test_after_the_upload_the_server_receives_nothing(server_after_each_phase):
 def test_one_upload_and_one_download_per_client_are_counted(server_after_each_phase):
   config, servers, _ = server_after_each_phase
   model = models.build(config.model, config.data.patch_size)
-  counted = single_round.bytes_exchanged(model, config, "float32")
+  counted = communication.single_round_bytes(model, config, "float32")
   assert (counted["uploads"], counted["downloads"]) == (1, 1)
   held = servers["finetune"]["uploaded"]
   assert counted["upload_bytes"] * len(config.clients) == held.nbytes  # What the server holds.
@@ -80,7 +81,7 @@ def test_single_round_needs_client_side_positions(data_dir):
   config = single_round_config(data_dir)
   config.model.pos_emb = "server"
   with pytest.raises(TavitError, match="pos_emb=none or client"):
-    single_round.check_config(config)
+    single_round.SingleRound().check(config)
 
 
 @pytest.mark.slow  # A local phase and the upload: about 30 s on 2 cores.

@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from tavit_jax import models, protocol, roster
+from tavit_jax import fedavg, models, protocol, roster
 from tavit_jax.training import state as state_lib, steps as steps_lib
+from tavit_jax.training.step_parts import StepOptions
 
 TASKS = ["denoising", "deraining", "denoising"]  # Same-task clients not adjacent on purpose.
 PATCH, BATCH = 32, 2
@@ -36,7 +37,7 @@ def make(client_map, dropout=0.0, tasks=TASKS, sgd=False, wire_dtype=None):
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(tasks), client_map)
   state = jax.device_put(state, shardings)
   steps = steps_lib.make_steps(model, client_tx, server_tx, roster.task_ids(tasks), shardings,
-                               client_map, dropout=dropout > 0, wire_dtype=wire_dtype)
+                               StepOptions(client_map, dropout=dropout > 0, wire_dtype=wire_dtype))
   return model, client_tx, server_tx, state, steps
 
 
@@ -166,7 +167,7 @@ def test_server_phase_leaves_heads_tails_and_their_optimizers_untouched():
 def test_fedavg_averages_only_within_a_task():
   ids = np.array([0, 1, 0, 2, 1, 1])
   values = np.arange(6, dtype=np.float32)[:, None] * np.ones((6, 3), np.float32)
-  averaged = np.asarray(state_lib.fedavg_same_task(values, ids))[:, 0]
+  averaged = np.asarray(fedavg.same_task_mean(values, ids))[:, 0]
   np.testing.assert_allclose(averaged, [1, 10 / 3, 1, 3, 10 / 3, 10 / 3], rtol=1e-6)  # Task 2 alone: kept.
 
 

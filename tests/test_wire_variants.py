@@ -1,6 +1,8 @@
 """What crosses the wire, changed: p-FeSTA's token permutation (docs/design.md §4.2) and
 CutMixSL's punched and mixed tokens (docs/design.md §4.3)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,8 @@ from tavit_jax import models, protocol, roster
 from tavit_jax.evaluation import communication
 from tavit_jax.errors import TavitError
 from tavit_jax.training import mixing, state as state_lib, steps as steps_lib
+from tavit_jax.training.protocols import cutmix
+from tavit_jax.training.step_parts import StepOptions
 
 TASKS = ["denoising", "deraining", "denoising"]
 PATCH, BATCH = 32, 2
@@ -32,9 +36,12 @@ def run_steps(permute: bool, pos_emb: str = "client", token_keep: float = 1.0, m
   tx = optax.sgd(0.1)
   state = state_lib.init_state(model, TASKS, tx, tx, jax.random.PRNGKey(0))
   shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), len(TASKS), "loop")
-  steps = steps_lib.make_steps(model, tx, tx, roster.task_ids(TASKS), shardings, "loop",
-                               dropout=False, permute_tokens=permute, token_keep=token_keep,
-                               mix_groups=mix_groups)
+  steps = steps_lib.make_steps(model, tx, tx, roster.task_ids(TASKS), shardings, StepOptions(
+      "loop", dropout=False, permute_tokens=permute, token_keep=token_keep))
+  if mix_groups is not None:  # CutMixSL's grouped steps in place of the per-client ones.
+    client, server = cutmix.make_mixed_steps(model, tx, steps.parts, mix_groups, False,
+                                             protocol.sender(None))
+    steps = dataclasses.replace(steps, client=client, server=server)
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (len(TASKS), BATCH, PATCH, PATCH, 3)).astype(np.float32)
   data = {"input": x, "target": np.clip(x + 0.1 * rng.normal(size=x.shape), -1, 1).astype(np.float32)}

@@ -79,9 +79,11 @@ def _tls(server: bool = False):
 
 
 def _config():
-  """(config, its file as 'path[:arg]', the --config.* overrides as a flat dict)."""
+  """(config, its file as 'path[:arg]', the --config.* overrides as a flat dict), checked
+  whole before anything is written or started."""
+  from tavit_jax.training.config_check import validate  # pylint: disable=g-import-not-at-top
   spec = config_flags.get_config_filename(FLAGS["config"])
-  return (settings.check(_CONFIG.value), spec,
+  return (settings.check(validate(_CONFIG.value)), spec,
           dict(config_flags.get_override_values(FLAGS["config"])))
 
 
@@ -105,7 +107,8 @@ def superlink() -> int:
 def client(worker_class=None) -> None:
   """Serves config.clients[--client_index] as a SuperNode until killed."""
   lines = launch.client_security(FLAGS.superlink, _tls(), _path("auth_key") or "", FLAGS.insecure)
-  from tavit_jax.flower.worker import ClientWorker, run_client  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tavit_jax.flower.client_process import ClientWorker, run_client
   config, _, _ = _config()
   _say("client", lines)
   run_client(config, FLAGS.client_index, _path("workdir"), FLAGS.superlink, tls=_tls(),

@@ -30,6 +30,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def _main(argv):
   no_arguments(argv)
   # pylint: disable=g-import-not-at-top  # JAX loads only once the flags are good.
+  from tavit_jax.training.config_check import validate
+  validate(_CONFIG.value)  # Before joining other processes or writing anything.
   from tavit_jax.training import distributed
   from tavit_jax.training.loop import train_and_evaluate
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -1,11 +1,12 @@
-"""Bytes that cross the network per client and training step (SPEC §2), from shapes alone.
+"""Bytes that cross the network (docs/design.md §5.7), from shapes alone: every byte table.
 
 What the training loop reports and the issue's tables show: f_H up, f_B down, ∂L/∂f_B up,
 ∂L/∂f_H down (client phase only; in the server phase the server sends nothing back), and
 the FedAvg upload and download of head + tail parameters on each unifying step. With
 punched tokens (`token_keep` ρ < 1) f_H and ∂L/∂f_H carry only the kept tokens. Features
 and their gradients travel in `wire_dtype` (bfloat16 halves them); parameters always
-travel as stored (float32).
+travel as stored (float32). The single round (MS-DINO) sends one upload of token sets and
+one download of the body per client instead.
 """
 
 import jax
@@ -14,8 +15,12 @@ import numpy as np
 
 from tavit_jax import protocol, roster
 from tavit_jax.models import Model
-from tavit_jax.schedule import unifies_after
+from tavit_jax.schedule import client_phase_steps, unifies_after
 
+
+def mib(num_bytes: int) -> str:
+  """Bytes as the tables print them: '12.5 MiB'."""
+  return f"{num_bytes / 2**20:,.1f} MiB"
 
 
 def _nbytes(tree, dtype=None) -> int:
@@ -78,7 +83,6 @@ def run_totals(per_step: dict, phases, per_client_steps, task_ids, unify_every: 
 
 def markdown_table(per_step: dict, totals: dict, wire_dtype_name: str) -> list[str]:
   """Bytes per client per step each way, per FedAvg, and the run's total, as Markdown lines."""
-  mib = lambda n: f"{n / 2**20:,.1f} MiB"
   return [
       f"Communication (features and gradients in {wire_dtype_name}):",
       "",
@@ -91,4 +95,40 @@ def markdown_table(per_step: dict, totals: dict, wire_dtype_name: str) -> list[s
       f"| FedAvg, per client and unifying step | {per_step['fedavg_upload']:,} B "
       f"| {per_step['fedavg_download']:,} B |",
       f"| whole run, all clients | {mib(totals['up'])} | {mib(totals['down'])} |",
+  ]
+
+
+def alternating_bytes(config, model: Model, phases, mix_clients: int = 1) -> tuple[dict, dict]:
+  """(bytes_per_step, run_totals) of a split run that exchanges messages every step (with
+  CutMixSL's mixing of `mix_clients`: each client's own share of the grid)."""
+  train = config.train
+  per_step = bytes_per_step(model, config.data.patch_size, config.data.batch_size,
+                            train.wire_dtype, train.token_keep, mix_clients)
+  ids = roster.task_ids(list(config.clients))
+  totals = run_totals(per_step, phases, client_phase_steps(train, len(ids)), ids,
+                      train.unify_every)
+  return per_step, totals
+
+
+def single_round_bytes(model: Model, config, wire_dtype_name: str) -> dict:
+  """Per client in the single round: the one upload (its token sets) and the one download
+  (the body, as stored)."""
+  side, _, width = model.token_shape
+  samples = config.train.single_round.upload_batches * config.data.batch_size
+  upload = samples * side * side * width * jnp.dtype(wire_dtype_name).itemsize
+  body = _nbytes(jax.eval_shape(model.init_body, jax.random.key(0)))
+  return {"uploads": 1, "downloads": 1, "upload_bytes": int(upload), "download_bytes": body}
+
+
+def single_round_table(per_client: dict, num_clients: int, wire_dtype_name: str) -> list[str]:
+  """Markdown lines: the single round's messages and bytes per client and in total."""
+  return [
+      f"Communication (single round; tokens in {wire_dtype_name}, the body in float32):",
+      "",
+      "| | up (client → server) | down (server → client) |",
+      "|---|---|---|",
+      f"| messages per client | {per_client['uploads']} | {per_client['downloads']} |",
+      f"| per client | {per_client['upload_bytes']:,} B | {per_client['download_bytes']:,} B |",
+      f"| whole run, all clients | {mib(num_clients * per_client['upload_bytes'])} "
+      f"| {mib(num_clients * per_client['download_bytes'])} |",
   ]

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from tavit_jax import models, protocol
-from tavit_jax.training import state as state_lib
+from tavit_jax.training import protocols, state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
 
 
@@ -43,7 +43,8 @@ class BodyServer:
     self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.dropout = config.model.body_dropout > 0
-    _, tx = state_lib.optimizers(config.train, self.num_clients)
+    _, tx = state_lib.optimizers(config.train,
+                                 protocols.make_schedule(config.train, self.num_clients))
     self._forward = jax.jit(functools.partial(protocol.server_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.server_backward, self.model))
     self._update = jax.jit(functools.partial(protocol.server_update, tx))

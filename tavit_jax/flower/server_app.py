@@ -17,7 +17,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from tavit_jax import schedule as schedule_lib
+from tavit_jax import fedavg, roster, schedule as schedule_lib
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication
 from tavit_jax.flower import settings
@@ -26,7 +26,7 @@ from tavit_jax.flower.exchanges import (Prefetch, get_weights_task, key_list, se
 from tavit_jax.flower.fleet import Fleet
 from tavit_jax.flower.records import log, Records
 from tavit_jax.flower.server import BodyServer
-from tavit_jax.roster import task_ids
+from tavit_jax.training import protocols
 
 app = ServerApp()
 
@@ -54,17 +54,14 @@ class _Trainer:
     self.server = BodyServer(config, workdir)
     self.fleet = Fleet(grid, config, self.records)
     self.num_clients = len(config.clients)
-    self.ids = task_ids(list(config.clients))
-    self.phases = schedule_lib.make_schedule(config.train, self.num_clients)
+    self.ids = roster.task_ids(list(config.clients))
+    self.phases = protocols.make_schedule(config.train, self.num_clients)
     self.per_client = schedule_lib.client_phase_steps(config.train, self.num_clients)
     self.prefetched: dict = {}
     # What each client should send and receive per step of each phase (float32 on the wire).
     self.predicted_bytes = communication.bytes_per_step(
         self.server.model, config.data.patch_size, config.data.batch_size,
         token_keep=config.train.token_keep)
-
-  def _shares_task(self, k: int) -> bool:
-    return int(np.sum(self.ids == self.ids[k])) > 1
 
   def _unifies_after(self, phase, step: int) -> bool:
     return schedule_lib.unifies_after(phase, step, self.config.train.unify_every)
@@ -83,7 +80,7 @@ class _Trainer:
     nxt = self._phase_at(step + 1)
     if nxt is None or k not in self._active(nxt, step + 1):
       return None
-    if self._unifies_after(phase, step + 1) and self._shares_task(k):
+    if self._unifies_after(phase, step + 1) and roster.shares_task(self.ids)[k]:
       return None
     return Prefetch(step + 1, nxt.kind, key_list(self.server.next_keys()[k, 0]))
 
@@ -111,13 +108,11 @@ class _Trainer:
                       skipped=sorted(set(active) - set(done)))
 
   def unify(self, step: int) -> None:
-    """FedAvg of heads and tails among same-task clients (unweighted mean)."""
+    """FedAvg of heads and tails among same-task clients (fedavg.py, as in-process)."""
     if self.server.meta["unified"] >= step:
       return
-    groups = {}
-    for k, task in enumerate(self.ids):
-      groups.setdefault(int(task), []).append(k)
-    groups = {t: ks for t, ks in groups.items() if len(ks) > 1}
+    groups = {int(self.ids[ks[0]]): [int(k) for k in ks]
+              for ks in roster.task_groups(self.ids) if len(ks) > 1}
     if not groups:
       self.server.finish_unify(step)
       return
@@ -126,15 +121,14 @@ class _Trainer:
     if pending is None:
       members = [k for ks in groups.values() for k in ks]
       weights = self.fleet.run(label, {k: get_weights_task(step) for k in members})
-      means = {}
       for task, ks in groups.items():
         present = [k for k in ks if k in weights]
         if len(present) < len(ks):
           self.records.event("partial_unify", f"FedAvg at step {step}: task {task} averages "
                              f"clients {present} of {ks}", logging.WARNING, step=step)
-        for name in weights[present[0]] if present else []:
-          means[f"{task}:{name}"] = np.mean([weights[k][name] for k in present], axis=0,
-                                            dtype=np.float32)
+      means = {f"{task}:{name}": value
+               for task, named in fedavg.task_means(weights, self.ids).items()
+               for name, value in named.items()}
       self.server.keep_means(step, sorted(groups), means)
     else:
       _, means = pending

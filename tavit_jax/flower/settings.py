@@ -42,10 +42,11 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.train.wire_dtype != "float32":
     raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
                      f"{config.train.wire_dtype!r} is simulated by tavit-train only")
-  if config.train.get("token_mix", "none") != "none" or config.train.mode != "alternating":
+  from tavit_jax.training import protocols  # pylint: disable=g-import-not-at-top  # JAX.
+  if not protocols.select(config.train).over_flower:
     raise TavitError("tavit-flower deploys alternating TAViT (permuted and punched tokens "
-                     "included); train.token_mix, single_round and the baselines run in "
-                     "tavit-train only")
+                     "included); train.token_mix, single_round, simultaneous and the "
+                     "baselines run in tavit-train only")
   return config
 
 

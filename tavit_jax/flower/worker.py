@@ -1,35 +1,23 @@
-"""One client's long-lived side: head, tail, optimizer state, data, and their checkpoints.
+"""One client's protocol state: head, tail, optimizer state, data, and their checkpoints.
 
 Flower starts a fresh ClientApp process for every message; loading JAX, the state and
 compiled functions each time would cost seconds per message. So the ClientApp relays each
-message over a local socket to this worker, which keeps all of that in memory and commits
-to its own orbax directory before it acknowledges anything that changed its state.
+message over a local socket to this worker (client_process.py runs it), which keeps all of
+that in memory and commits to its own orbax directory before it acknowledges anything that
+changed its state.
 
 Every request is idempotent, so the server may resend after a failure on either side:
 - forward/backward are pure functions of the committed state and the step (the batch of
   global step s is a pure function of (seed, s)); a client phase step that was already
   applied answers 'done';
 - update and set_weights apply at most once per step (the commit records the step).
-
-`run_client` is a client machine's process: it loads or resumes the worker, compiles its
-steps, then starts a SuperNode whose node config names the worker's socket. If the
-SuperNode exits (the SuperLink restarted and forgot it), it is started again; the worker
-and its state stay. Killing this process kills its SuperNode too.
 """
 
 import functools
 import logging
 import os
 import secrets
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-from multiprocessing import AuthenticationError
-from multiprocessing.connection import Listener
-from typing import Optional, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +26,8 @@ import optax
 
 from tavit_jax import files, models, protocol, roster
 from tavit_jax.data import pipeline
-from tavit_jax.flower import launch, settings, wire
-from tavit_jax.training import state as state_lib
+from tavit_jax.flower import settings, wire
+from tavit_jax.training import protocols, state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
 
 log = logging.getLogger("tavit_jax.flower.worker")
@@ -93,7 +81,7 @@ class ClientWorker:
     self._secret = _permutation_secret(workdir) if self.permute or self.noised else None
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
-    tx, _ = state_lib.optimizers(config.train, len(tasks))
+    tx, _ = state_lib.optimizers(config.train, protocols.make_schedule(config.train, len(tasks)))
     self._forward = jax.jit(functools.partial(protocol.client_forward, self.model))
     self._backward = jax.jit(functools.partial(protocol.client_backward, self.model))
     self._update = jax.jit(functools.partial(protocol.client_update, self.model, tx))
@@ -151,7 +139,7 @@ class ClientWorker:
     return array.astype(self.feature_dtype, copy=False)
 
   def _order(self, step: int, key) -> np.ndarray:
-    """This client's token order per sample at `step` (SPEC §5.1): from its own secret,
+    """This client's token order per sample at `step` (docs/design.md §4.2): from its own secret,
     never sent; the same after a restart, so a resent request gets the same answer. When
     punched, the kept tokens come first: the server fills the other slots."""
     rng = np.random.default_rng([self._secret, step])
@@ -199,7 +187,7 @@ class ClientWorker:
   def _done(self, config) -> bool:
     return config.get("phase") == "client" and config["step"] <= self.meta["last_update"]
 
-  # Protocol steps (SPEC §2), each (config, arrays) -> (config, arrays).
+  # Protocol steps (docs/design.md §2.1, §7), each (config, arrays) -> (config, arrays).
   def hello(self, config, arrays):
     del config, arrays
     return {"client_index": self.index, "task": self.client.task, "name": self.client.name,
@@ -269,7 +257,7 @@ class ClientWorker:
 
   def handle(self, kind: str, config: dict, arrays: dict):
     """One request; a `next_step` in its config also returns f_H of that step
-    ('next_f_h'), saving the server a round trip (SPEC §2 step 1 of the next step)."""
+    ('next_f_h'), saving the server a round trip (docs/design.md §2.1, step 1 of the next step)."""
     if kind not in wire.MESSAGE_TYPES:
       raise ProtocolError(f"unknown request {kind!r}")
     reply, out = getattr(self, kind)(config, arrays)
@@ -293,85 +281,3 @@ class ClientWorker:
     s = self.state
     jax.block_until_ready(self._update(s["head"], s["tail"], s["opt"], x, t, f_h, cache_grad,
                                        tail_grad))
-
-
-def listen(socket_path: str) -> Listener:
-  """A Unix socket of this user for the ClientApp; its key is written next to it (mode
-  0600), so only processes of this user that can read it (the ClientApp) may connect."""
-  if os.path.exists(socket_path):
-    os.remove(socket_path)
-  key = secrets.token_bytes(32)
-  fd = os.open(socket_path + ".key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-  with os.fdopen(fd, "wb") as f:
-    f.write(key)
-  return Listener(socket_path, family="AF_UNIX", authkey=key)
-
-
-def serve(worker: ClientWorker, listener: Listener) -> None:
-  """Answers relayed requests forever, one at a time."""
-  while True:
-    try:
-      conn = listener.accept()
-    except (OSError, EOFError, AuthenticationError) as e:
-      log.warning("refused a connection: %s", e)
-      continue
-    with conn:
-      request = {}
-      try:
-        request = conn.recv()
-        reply = worker.handle(request["kind"], request["config"], request["arrays"])
-        conn.send({"config": reply[0], "arrays": reply[1]})
-      except (ProtocolError, wire.BadArray) as e:
-        log.warning("refused %s of step %s: %s", request.get("kind"),
-                    request.get("config", {}).get("step"), e)
-        conn.send({"error": str(e)})
-      except Exception as e:  # pylint: disable=broad-except
-        log.exception("request failed")
-        try:
-          conn.send({"error": f"{type(e).__name__}: {e}"})
-        except OSError:
-          pass
-
-
-def _supervise(command: list[str], log_path: str, stopping: threading.Event) -> None:
-  guarded = [sys.executable, "-m", "tavit_jax.flower.launch", *command]
-  while not stopping.is_set():
-    with open(log_path, "ab") as log_file:
-      node = subprocess.Popen(guarded, stdout=log_file, stderr=subprocess.STDOUT,
-                              env=launch.environment())
-    code = node.wait()
-    if not stopping.is_set():
-      log.warning("SuperNode exited (code %s); starting it again", code)
-      stopping.wait(2.0)
-
-
-def run_client(config, index: int, workdir: str, superlink: str, *,
-               tls: Optional[launch.Tls] = None, auth_key: str = "",
-               runtime_port: int = 0, worker_class=ClientWorker) -> None:
-  """Serves client `index` of `config` until killed."""
-  handler = logging.StreamHandler(sys.stdout)
-  handler.setFormatter(logging.Formatter("tavit-client %(levelname)s %(message)s"))
-  log.addHandler(handler)
-  log.setLevel(logging.INFO)
-  log.propagate = False
-  os.makedirs(workdir, exist_ok=True)
-  worker = worker_class(config, index, workdir)
-  worker.warm_up()
-  socket_dir = tempfile.mkdtemp(prefix="tavit-worker-")  # Mode 0700; short (AF_UNIX limit).
-  socket_path = os.path.join(socket_dir, "worker.sock")
-  node_config = {"worker": socket_path, "client-index": index}
-  command = launch.supernode_command(superlink, runtime_port or launch.free_port(), node_config,
-                                     tls=tls, auth_key=auth_key)
-  stopping = threading.Event()
-  # The SuperNode installs Flower apps under $FLWR_HOME: one per client.
-  os.environ["FLWR_HOME"] = os.path.join(os.path.abspath(workdir), "flwr_home")
-  signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), sys.exit(0)))
-  supervisor = threading.Thread(target=_supervise, daemon=True,
-                                args=(command, os.path.join(workdir, "supernode.log"), stopping))
-  log.info("client %d (%s) ready; SuperNode for %s", index, worker.client.name, superlink)
-  try:
-    with listen(socket_path) as listener:
-      supervisor.start()
-      serve(worker, listener)
-  finally:
-    shutil.rmtree(socket_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The training loop: alternate client and server phases, evaluate after each, checkpoint.
+"""The training loop: step through the protocol's phases, evaluate after each, checkpoint.
 
 Importable from notebooks: `train_and_evaluate(config, workdir)`. Rerunning on the same
 workdir resumes from the latest checkpoint (state, step, phase, RNG, data position).
@@ -15,12 +15,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from tavit_jax import config_files, files, models, protocol, roster, schedule as schedule_lib
+from tavit_jax import config_files, files, models, roster, schedule as schedule_lib
 from tavit_jax.data import pipeline
 from tavit_jax.errors import TavitError
-from tavit_jax.evaluation import communication, report
-from tavit_jax.training import distributed, mixing, single_round
+from tavit_jax.evaluation import report
+from tavit_jax.training import distributed, protocols
 from tavit_jax.training import state as state_lib, steps as steps_lib
+from tavit_jax.training.step_parts import StepOptions
+from tavit_jax.training import config_check
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
@@ -84,33 +86,6 @@ def _diverged(step, phase, what: str, checkpoints: Checkpoints) -> TrainingDiver
       f"{kept}. Lower train.client_lr / train.server_lr and rerun to resume from it.")
 
 
-def _communication_table(config, model, phases, per_client_steps, ids) -> list[str]:
-  """Bytes on the wire per client and step and in total; nothing for the unsplit Base."""
-  if config.train.mode == "single_round":
-    per_client = single_round.bytes_exchanged(model, config, config.train.wire_dtype)
-    return single_round.markdown_table(per_client, len(ids), config.train.wire_dtype)
-  if config.train.mode != "alternating":
-    return []
-  per_step = communication.bytes_per_step(
-      model, config.data.patch_size, config.data.batch_size, config.train.wire_dtype,
-      config.train.token_keep, config.train.mix_clients if config.train.token_mix != "none" else 1)
-  totals = communication.run_totals(per_step, phases, per_client_steps, ids,
-                                    config.train.unify_every)
-  return communication.markdown_table(per_step, totals, config.train.wire_dtype)
-
-
-def _mix_groups(config):
-  """CutMixSL's fixed client groups, or None without mixing (training/mixing.py)."""
-  train = config.train
-  mixing.check(train.token_mix, train.mix_clients, train.mix_pairing, train.token_keep)
-  if train.token_mix == "none":
-    return None
-  if train.mode != "alternating":
-    raise TavitError("train.token_mix=cutmix mixes what clients send a server: it needs "
-                     "train.mode=alternating")
-  return mixing.groups(list(config.clients), train.mix_clients, train.mix_pairing)
-
-
 def _step_scalars(metrics: dict, clients) -> dict[str, float]:
   """A step's metrics as named scalars: per-client losses under each client's name, the
   server's own (e.g. the DINO loss) under theirs."""
@@ -150,6 +125,58 @@ def _evaluate(steps, state, config, phase, step, primary, results, writer, workd
   say(_phase_summary(phase, rows))
 
 
+@dataclasses.dataclass
+class _Run:
+  """What the loop steps with, built once from the config: the protocol the table chose,
+  its phases and compiled steps, the initial (sharded) state, and whose data this process
+  reads."""
+
+  clients: list
+  protocol: protocols.Protocol
+  phases: list
+  per_client_steps: np.ndarray
+  model: models.Model
+  state: dict
+  steps: object
+  client_sharding: object
+  local: np.ndarray
+
+  def step(self, phase, step: int, state, data):
+    """One step of `phase` at global `step`: the client step for a phase whose clients learn
+    (with who is still active), else the step the phase's kind names."""
+    num_clients = len(self.clients)
+    batch = (distributed.to_global(next(data), self.client_sharding, num_clients)
+             if phase.reads_data else None)
+    if phase.kind in schedule_lib.CLIENT_KINDS:
+      active = schedule_lib.active_clients(phase, step, self.per_client_steps)
+      active = distributed.to_global(active[self.local], self.client_sharding, num_clients)
+      return self.steps.client(state, batch, active)
+    return getattr(self.steps, phase.kind)(state, batch)
+
+
+def _setup(config) -> _Run:
+  client_tasks = list(config.clients)
+  num_clients = len(client_tasks)
+  chosen = protocols.select(config.train)
+  chosen.check(config)
+  phases = chosen.phases(config.train, num_clients)
+  client_map = steps_lib.resolve_client_map(config.train.client_map)
+  distributed.check_clients_fit(num_clients, client_map)
+  model = models.build(config.model, config.data.patch_size)
+  client_tx, server_tx = state_lib.optimizers(config.train, phases)
+  state = state_lib.init_state(model, client_tasks, client_tx, server_tx,
+                               jax.random.PRNGKey(config.seed))
+  state = chosen.init_state(model, config, state, server_tx)
+  shardings = steps_lib.state_shardings(state, steps_lib.make_mesh(), num_clients, client_map)
+  steps = chosen.make_steps(model, config, client_tx, server_tx, roster.task_ids(client_tasks),
+                            shardings, phases, StepOptions.from_config(config, client_map))
+  client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
+  return _Run(roster.assign_clients(client_tasks), chosen, phases,
+              schedule_lib.client_phase_steps(config.train, num_clients), model,
+              jax.device_put(state, shardings), steps, client_sharding,
+              distributed.local_clients(client_sharding, num_clients))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        max_steps: Optional[int] = None) -> list[dict]:
   """Runs (or resumes) the schedule of `config` in `workdir`; returns the evaluation rows.
@@ -157,52 +184,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `max_steps` stops after that many steps of this call (checkpointed), e.g. to train a
   Colab session in chunks.
   """
+  config_check.validate(config)  # The whole config, before the workdir is touched.
   workdir = files.resolve(workdir)
   primary = distributed.is_primary()
   say = tqdm.write if primary else (lambda *_: None)
   _check_workdir_config(config, workdir, write=primary)
-  client_tasks = list(config.clients)
-  clients = roster.assign_clients(client_tasks)
-  num_clients = len(clients)
-  ids = roster.task_ids(client_tasks)
-  phases = schedule_lib.make_schedule(config.train, num_clients)
+  run = _setup(config)
+  phases, steps, state, local = run.phases, run.steps, run.state, run.local
   evaluated = schedule_lib.evaluated_phases(phases, config.eval.every)
-  per_client_steps = schedule_lib.client_phase_steps(config.train, num_clients)
-  client_map = steps_lib.resolve_client_map(config.train.client_map)
-  distributed.check_clients_fit(num_clients, client_map)
-
-  model = models.build(config.model, config.data.patch_size)
-  client_tx, server_tx = state_lib.optimizers(config.train, num_clients)
-  mesh = steps_lib.make_mesh()
-  state = state_lib.init_state(model, client_tasks, client_tx, server_tx,
-                               jax.random.PRNGKey(config.seed))
-  if config.train.mode == "single_round":
-    single_round.check_config(config)
-    state = single_round.init(model, state, config, server_tx, jax.random.PRNGKey(config.seed + 1))
-  shardings = steps_lib.state_shardings(state, mesh, num_clients, client_map)
-  state = jax.device_put(state, shardings)
-  steps = steps_lib.make_steps(model, client_tx, server_tx, ids, shardings, client_map,
-                               dropout=config.model.body_dropout > 0,
-                               wire_dtype=protocol.wire_dtype(config.train.wire_dtype),
-                               permute_tokens=protocol.check_permutation(
-                                   config.train.permute_tokens, config.model.pos_emb),
-                               token_keep=protocol.check_token_keep(
-                                   config.train.token_keep, config.model.mask_token),
-                               mix_groups=_mix_groups(config))
-  if config.train.mode == "single_round":
-    upload, dino = single_round.make_steps(model, config, server_tx, phases,
-                                           protocol.wire_dtype(config.train.wire_dtype))
-    steps = dataclasses.replace(steps, upload=upload, dino=dino)
-
-  client_sharding = jax.tree_util.tree_leaves(shardings["clients"])[0]
-  local = distributed.local_clients(client_sharding, num_clients)  # Whose data this process reads.
   data = iter(pipeline.clients_dataset_from_config(config, only=local))
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints)
   if checkpoints.latest_step() is not None:
     state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
     data.set_state(distributed.unpack_data_state(data_state))
   step = start_step = int(state["step"])
-  results = _Results(workdir, _communication_table(config, model, phases, per_client_steps, ids))
+  results = _Results(workdir, run.protocol.communication_table(config, run.model, phases))
   writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=primary)
   all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)])))
@@ -223,16 +219,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       with tqdm(total=phase.steps, initial=step - phase.start, desc=phase.name, unit="step",
                 disable=not primary) as bar:
         while step < phase.end:
-          batch = (distributed.to_global(next(data), client_sharding, num_clients)
-                   if phase.reads_data else None)
-          if phase.kind in schedule_lib.CLIENT_KINDS:
-            active = schedule_lib.active_clients(phase, step, per_client_steps)
-            active = distributed.to_global(active[local], client_sharding, num_clients)
-            state, metrics = steps.client(state, batch, active)
-          else:
-            state, metrics = getattr(steps, phase.kind)(state, batch)
+          state, metrics = run.step(phase, step, state, data)
           step += 1
-          scalars = _step_scalars(metrics, clients)
+          scalars = _step_scalars(metrics, run.clients)
           bad = [name for name, value in scalars.items() if not np.isfinite(value)]
           if bad:
             raise _diverged(step, phase, _non_finite(bad, scalars), checkpoints)

@@ -1,4 +1,4 @@
-"""Training state as plain pytrees, and FedAvg among same-task clients.
+"""Training state as plain pytrees and the two optimizers (FedAvg: tavit_jax/fedavg.py).
 
 state = {
   'server':  {'body': params, 'opt': body optimizer state},
@@ -13,7 +13,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from tavit_jax import protocol, schedule as schedule_lib
@@ -42,10 +41,9 @@ def optimizer(learning_rate: float, config: ml_collections.ConfigDict,
   return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam) if config.grad_clip else adam
 
 
-def optimizers(config: ml_collections.ConfigDict, num_clients: int):
+def optimizers(config: ml_collections.ConfigDict, phases: list[schedule_lib.Phase]):
   """(client, server) optimizers of `config.train`, each decaying (if asked) over the
-  updates its side makes in the whole schedule."""
-  phases = schedule_lib.make_schedule(config, num_clients)
+  updates its side makes in the whole schedule `phases`."""
   client_updates = sum(p.steps for p in phases if p.kind in schedule_lib.CLIENT_KINDS + ("joint",))
   server_updates = sum(p.steps for p in phases if p.kind in schedule_lib.SERVER_KINDS)
   return (optimizer(config.client_lr, config, client_updates),
@@ -70,19 +68,3 @@ def init_state(model: Model, client_tasks: Sequence[str], client_tx, server_tx, 
       "step": jnp.zeros((), jnp.int32),
       "rng": rng,
   }
-
-
-def fedavg_same_task(tree, ids: np.ndarray):
-  """Unweighted mean of every leaf over clients with the same task id, given back to each.
-
-  A segment mean over the client axis: clients of different tasks never mix.
-  """
-  num_tasks = int(ids.max()) + 1
-  counts = np.bincount(ids, minlength=num_tasks)
-
-  def mean(leaf):
-    sums = jax.ops.segment_sum(leaf, ids, num_segments=num_tasks)
-    means = sums / counts.reshape((-1,) + (1,) * (leaf.ndim - 1)).astype(leaf.dtype)
-    return means[ids]
-
-  return jax.tree_util.tree_map(mean, tree)

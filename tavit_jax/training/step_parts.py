@@ -6,7 +6,7 @@ steps_loop.py one client after another; steps.py puts either into `Steps`.
 """
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +14,9 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
+from tavit_jax import fedavg, protocol
 from tavit_jax.models import Model
-from tavit_jax import protocol
-from tavit_jax.protocol import apply_client_grads, mse, over_wire, step_keys
-from tavit_jax.training.state import fedavg_same_task
+from tavit_jax.protocol import apply_client_grads, mse, step_keys
 
 
 @dataclasses.dataclass
@@ -26,12 +25,45 @@ class Steps:
 
   client: Callable  # (state, batch, active) -> (state, {'loss': (K,)}); heads/tails step
   server: Callable  # (state, batch) -> (state, {'loss': (K,)}); the body steps
-  joint: Callable  # (state, batch) -> (state, {'loss': (K,)}); both step (Base baseline)
+  # (state, batch, active=None) -> (state, {'loss': (K,)}); heads, tails and the body step
+  # together: every client (Base), or the `active` ones (the simultaneous protocol).
+  joint: Callable
   unify: Callable  # state -> state with same-task heads/tails averaged
   restore: Callable  # (head, tail, body, patches) -> patches, for one client
-  # train.mode=single_round only (training/single_round.py): (state, batch) -> (state, metrics).
+  # The single round's own phases (protocols/single_round.py): (state, batch) -> (state, metrics).
   upload: Optional[Callable] = None
   dino: Optional[Callable] = None
+  parts: Optional["Parts"] = None  # What they were compiled from, for protocols that regroup.
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """How the steps compute, beyond the model and optimizers: one object for every builder.
+
+  `wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
+  cross the network, as a deployment sending them in that dtype computes.
+  `permute_tokens`: each client sends its f_H tokens in a fresh random order per sample and
+  step and restores the order of f_B before its tail (docs/design.md §4.2); gradients travel
+  the same way (autodiff transposes the gathers). `token_keep` < 1: each client sends only
+  that fraction of its f_H tokens, fresh per sample and step; the body fills the others
+  with its mask token (§4.3). `client_map`: 'vmap' or 'loop' (steps.py), resolved.
+  """
+
+  client_map: str = "vmap"
+  dropout: bool = True
+  wire_dtype: Any = None
+  permute_tokens: bool = False
+  token_keep: float = 1.0
+
+  @classmethod
+  def from_config(cls, config, client_map: str) -> "StepOptions":
+    """From a run's config (its checks' one-line refusals included)."""
+    return cls(client_map=client_map, dropout=config.model.body_dropout > 0,
+               wire_dtype=protocol.wire_dtype(config.train.wire_dtype),
+               permute_tokens=protocol.check_permutation(config.train.permute_tokens,
+                                                         config.model.pos_emb),
+               token_keep=protocol.check_token_keep(config.train.token_keep,
+                                                    config.model.mask_token))
 
 
 def client_slice(tree, k):
@@ -55,7 +87,8 @@ class Parts:
   # (head, tail, opt, body, x, y, keys, active, task) -> (head, tail, opt, loss)
   client_one: Callable
   body_grad_one: Callable  # (head, tail, body, x, y, keys, task) -> (body grad, loss)
-  # (head, tail, opt, body, x, y, keys, task) -> (head, tail, opt, body grad, loss)
+  # (head, tail, opt, body, x, y, keys, task, active) -> (head, tail, opt, body grad, loss);
+  # an inactive client neither steps nor contributes a gradient.
   joint_one: Callable
   begin: Callable  # state -> (state with step and RNG advanced, per-client keys (K, 2, ...))
   server_update: Callable  # (state, summed body gradient) -> state
@@ -64,18 +97,13 @@ class Parts:
 
 
 def make_parts(model: Model, client_tx: optax.GradientTransformation,
-               server_tx: optax.GradientTransformation, ids: np.ndarray, dropout: bool = True,
-               wire_dtype=None, permute_tokens: bool = False, token_keep: float = 1.0) -> Parts:
-  """`wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
-  cross the network, as a deployment sending them in that dtype computes.
-  `permute_tokens`: each client sends its f_H tokens in a fresh random order per sample and
-  step and restores the order of f_B before its tail (SPEC §5.1); gradients travel the same
-  way (autodiff transposes the gathers). `token_keep` < 1: each client sends only that
-  fraction of its f_H tokens, fresh per sample and step; the body fills the others with its
-  mask token (SPEC §5.2)."""
+               server_tx: optax.GradientTransformation, ids: np.ndarray,
+               options: StepOptions = StepOptions()) -> Parts:
+  """The per-client and whole-state functions for clients with static task ids `ids`."""
   num_clients = len(ids)
   tree_map = jax.tree_util.tree_map
-  send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
+  send = protocol.sender(options.wire_dtype)
+  dropout, permute_tokens, token_keep = options.dropout, options.permute_tokens, options.token_keep
 
   def loss_fn(head, tail, body, x, y, keys, task):
     timesteps = model.timesteps(keys[0], x.shape[0])
@@ -107,10 +135,11 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
     loss, grad = jax.value_and_grad(loss_fn, argnums=2)(head, tail, body, x, y, keys, task)
     return grad, loss
 
-  def joint_one(head, tail, opt, body, x, y, keys, task):
+  def joint_one(head, tail, opt, body, x, y, keys, task, active=True):
     loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2))(head, tail, body, x, y, keys,
                                                                  task)
-    return (*client_update(head, tail, opt, grads[:2]), grads[2], loss)
+    body_grad = tree_map(lambda g: jnp.where(active, g, jnp.zeros_like(g)), grads[2])
+    return (*client_update(head, tail, opt, grads[:2], active), body_grad, loss)
 
   def server_update(state, body_grad_sum):
     """The body steps on the mean of the clients' gradients: every client weighs the same."""
@@ -126,7 +155,7 @@ def make_parts(model: Model, client_tx: optax.GradientTransformation,
   def unify(state):
     """FedAvg of heads and tails among same-task clients; optimizer moments stay local."""
     c = state["clients"]
-    head, tail = fedavg_same_task((c["head"], c["tail"]), ids)
+    head, tail = fedavg.same_task_mean((c["head"], c["tail"]), ids)
     return dict(state, clients=dict(c, head=head, tail=tail))
 
   def restore(head, tail, body, patches, task=0):

@@ -13,11 +13,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from tavit_jax.errors import TavitError
-from tavit_jax.protocol import over_wire
 from tavit_jax.models import Model
-from tavit_jax.training.step_parts import client_spec, make_parts, Steps
+from tavit_jax.training.step_parts import client_spec, make_parts, StepOptions, Steps
 from tavit_jax.training.steps_loop import make_loop_steps
-from tavit_jax.training.steps_mixed import make_mixed_steps
 from tavit_jax.training.steps_vmap import make_vmap_steps
 
 CLIENT_MAPS = ("auto", "vmap", "loop")
@@ -46,26 +44,15 @@ def state_shardings(state, mesh, num_clients: int, client_map: str = "vmap"):
 
 def make_steps(model: Model, client_tx: optax.GradientTransformation,
                server_tx: optax.GradientTransformation, ids: np.ndarray, shardings,
-               client_map: str = "vmap", dropout: bool = True, wire_dtype=None,
-               permute_tokens: bool = False, token_keep: float = 1.0,
-               mix_groups: np.ndarray = None) -> Steps:
-  """Steps for clients with static task ids `ids`, state `shardings`, a resolved client_map.
-
-  `wire_dtype` (e.g. bfloat16): features and gradients are rounded to it where they would
-  cross the network, as a deployment sending them in that dtype computes. `permute_tokens`:
-  p-FeSTA's per-sample token order; `token_keep`: CutMixSL's punched tokens (step_parts);
-  `mix_groups` (G, K): CutMixSL's mixed tokens among each group's clients (steps_mixed.py).
-  """
-  parts = make_parts(model, client_tx, server_tx, ids, dropout, wire_dtype, permute_tokens,
-                     token_keep)
-  if client_map == "vmap":
+               options: StepOptions = StepOptions()) -> Steps:
+  """Steps for clients with static task ids `ids`, state `shardings` and `options` (whose
+  client_map is resolved)."""
+  parts = make_parts(model, client_tx, server_tx, ids, options)
+  if options.client_map == "vmap":
     client, server, joint = make_vmap_steps(parts, shardings)
   else:
     client, server, joint = make_loop_steps(parts)
-  if mix_groups is not None:
-    send = (lambda a: a) if wire_dtype is None else (lambda a: over_wire(a, wire_dtype))
-    client, server = make_mixed_steps(model, client_tx, parts, mix_groups, dropout, send)
   return Steps(client=client, server=server, joint=joint,
                unify=jax.jit(parts.unify, in_shardings=(shardings,), out_shardings=shardings,
                              donate_argnums=0),
-               restore=jax.jit(parts.restore))
+               restore=jax.jit(parts.restore), parts=parts)

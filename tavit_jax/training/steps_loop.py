@@ -15,7 +15,8 @@ from tavit_jax.training.step_parts import client_slice, Parts
 
 
 def make_loop_steps(parts: Parts) -> tuple[Callable, Callable, Callable]:
-  """(client, server, joint) steps of `Steps`; the state stays where it is."""
+  """(client, server, joint) steps of `Steps`; the state stays where it is. `joint` takes
+  an optional `active` mask: the simultaneous protocol's client step."""
   num_clients, tree_map = parts.num_clients, jax.tree_util.tree_map
   task_ids = jnp.asarray(parts.task_ids)
 
@@ -41,9 +42,9 @@ def make_loop_steps(parts: Parts) -> tuple[Callable, Callable, Callable]:
     grad, loss = parts.body_grad_one(head, tail, body, x, y, client_keys, task_ids[k])
     return tree_map(jnp.add, grad_sum, grad), loss
 
-  def joint_k(state, batch, keys, k, grad_sum):
+  def joint_k(state, batch, keys, k, grad_sum, active):
     head, tail, opt, grad, loss = parts.joint_one(*client_inputs(state, batch, keys, k),
-                                                  task_ids[k])
+                                                  task_ids[k], active[k])
     return with_client(state, k, head, tail, opt), tree_map(jnp.add, grad_sum, grad), loss
 
   begin_jit = jax.jit(parts.begin, donate_argnums=0)
@@ -71,11 +72,14 @@ def make_loop_steps(parts: Parts) -> tuple[Callable, Callable, Callable]:
       losses.append(loss)
     return server_update_jit(state, grad_sum), stack(losses)
 
-  def joint_step(state, batch):
+  def joint_step(state, batch, active=None):
+    """Every (or every `active`) client's head and tail and the body step together."""
     state, keys = begin_jit(state)
-    batch, grad_sum, losses = jax.device_put(batch), zeros_like_body(state), []
+    active = jnp.ones(num_clients, bool) if active is None else active
+    batch, active = jax.device_put((batch, active))
+    grad_sum, losses = zeros_like_body(state), []
     for k in range(num_clients):
-      state, grad_sum, loss = joint_k_jit(state, batch, keys, k, grad_sum)
+      state, grad_sum, loss = joint_k_jit(state, batch, keys, k, grad_sum, active)
       losses.append(loss)
     return server_update_jit(state, grad_sum), stack(losses)
 

@@ -2,7 +2,7 @@
 
 The mesh has one axis, 'clients', over all local devices: client state and batches are
 split along it when the number of clients divides evenly, the body is replicated, and the
-compiler inserts the reduction of the body gradient (the modern form of pmap; SPEC §6).
+compiler inserts the reduction of the body gradient (the modern form of pmap).
 """
 
 from typing import Callable
@@ -14,7 +14,8 @@ from tavit_jax.training.step_parts import client_spec, Parts
 
 
 def make_vmap_steps(parts: Parts, shardings) -> tuple[Callable, Callable, Callable]:
-  """(client, server, joint) steps of `Steps`, jitted with the state's `shardings`."""
+  """(client, server, joint) steps of `Steps`, jitted with the state's `shardings`; `joint`
+  takes an optional `active` mask (the simultaneous protocol's client step)."""
   num_clients, tree_map = parts.num_clients, jax.tree_util.tree_map
   mesh = jax.tree_util.tree_leaves(shardings)[0].mesh
   batch_sharding = NamedSharding(mesh, client_spec(num_clients, mesh))
@@ -54,17 +55,23 @@ def make_vmap_steps(parts: Parts, shardings) -> tuple[Callable, Callable, Callab
         task_ids)
     return parts.server_update(state, tree_map(lambda g: g.sum(0), grads)), {"loss": losses}
 
-  def joint_step(state, batch):
+  def joint_step(state, batch, active):
     state, keys = parts.begin(state)
     c = state["clients"]
-    head, tail, opt, grads, losses = over_clients(parts.joint_one, (0, 0, 0, None, 0, 0, 0, 0))(
+    head, tail, opt, grads, losses = over_clients(parts.joint_one,
+                                                  (0, 0, 0, None, 0, 0, 0, 0, 0))(
         c["head"], c["tail"], c["opt"], state["server"]["body"], batch["input"],
-        batch["target"], keys, task_ids)
+        batch["target"], keys, task_ids, active)
     state = dict(state, clients={"head": head, "tail": tail, "opt": opt})
     return parts.server_update(state, tree_map(lambda g: g.sum(0), grads)), {"loss": losses}
 
   jit_state = lambda f, *extra: jax.jit(
       f, in_shardings=(shardings, *extra), out_shardings=(shardings, metrics_sharding),
       donate_argnums=0)
+  every_client = lambda state, batch: joint_step(state, batch, jax.numpy.ones(num_clients, bool))
+  joint_all = jit_state(every_client, batch_sharding)
+  joint_some = jit_state(joint_step, batch_sharding, batch_sharding)
+  joint = lambda state, batch, active=None: (joint_all(state, batch) if active is None
+                                             else joint_some(state, batch, active))
   return (jit_state(client_step, batch_sharding, batch_sharding),
-          jit_state(server_step, batch_sharding), jit_state(joint_step, batch_sharding))
+          jit_state(server_step, batch_sharding), joint)

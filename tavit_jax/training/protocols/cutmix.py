@@ -1,10 +1,12 @@
-"""Client and server steps with CutMixSL's mixed tokens (`train.token_mix=cutmix`, mixing.py).
+"""Alternating TAViT with CutMixSL's mixed tokens (`train.token_mix=cutmix`, mixing.py).
 
-A group's clients share the body's input grid, so they cannot step one at a time as in
-steps_loop.py: one compiled program steps one group (its index traced, so all groups
-compile once), called for each group in turn.
+The server sees one grid per group of `train.mix_clients` clients, pasted from each one's
+share of the token positions (docs/design.md §4.3). A group's clients share the body's input
+grid, so they cannot step one at a time as in steps_loop.py: one compiled program steps one
+group (its index traced, so all groups compile once), called for each group in turn.
 """
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -16,7 +18,30 @@ from tavit_jax import protocol
 from tavit_jax.models import Model
 from tavit_jax.protocol import apply_client_grads
 from tavit_jax.training import mixing
+from tavit_jax.training.protocols.base import Protocol
 from tavit_jax.training.step_parts import client_slice, Parts
+
+
+class CutMix(Protocol):
+  name = "alternating with train.token_mix=cutmix"
+  over_flower = False
+
+  def check(self, config):
+    train = config.train
+    mixing.check(train.token_mix, train.mix_clients, train.mix_pairing, train.token_keep)
+    mixing.groups(list(config.clients), train.mix_clients, train.mix_pairing)
+
+  def make_steps(self, model, config, client_tx, server_tx, ids, shardings, phases, options):
+    steps = super().make_steps(model, config, client_tx, server_tx, ids, shardings, phases,
+                               options)
+    train = config.train
+    groups = mixing.groups(list(config.clients), train.mix_clients, train.mix_pairing)
+    client, server = make_mixed_steps(model, client_tx, steps.parts, groups, options.dropout,
+                                      protocol.sender(options.wire_dtype))
+    return dataclasses.replace(steps, client=client, server=server)
+
+  def _mixed_clients(self, config):
+    return config.train.mix_clients
 
 
 def make_mixed_steps(model: Model, client_tx: optax.GradientTransformation, parts: Parts,

@@ -1,4 +1,4 @@
-"""MS-DINO's single round (SPEC §5.3): one upload of token sets, DINO on the server, one download.
+"""MS-DINO's single round (docs/design.md §4.4): one upload of token sets, DINO on the server, one download.
 
 `train.mode=single_round` runs four phases (schedule.py), each resumable like any other:
 1. local: each client trains its head and tail through the body's public initialisation,
@@ -6,7 +6,7 @@
    no FedAvg, which would be a message.
 2. upload: each client sends, once, `upload_batches` batches of f_H from its head (frozen
    from here on for what it sent), every sample's tokens in a fresh order from the client's
-   own key (p-FeSTA's permutation, SPEC §5.1; needs `model.pos_emb=client`). The server
+   own key (p-FeSTA's permutation, docs/design.md §4.2; needs `model.pos_emb=none` or `client`). The server
    keeps them in `state['server']['uploaded']`: the only client data it ever holds. The
    order hides no positions: each token carries the head's position embedding, so a server
    that can run the head on images of its own puts the tokens back in order and inverts
@@ -17,21 +17,58 @@
    body is that copy.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from tavit_jax import protocol
+from tavit_jax import protocol, schedule as schedule_lib
 from tavit_jax.errors import TavitError
+from tavit_jax.evaluation import communication
 from tavit_jax.models import Model
 from tavit_jax.training import dino
+from tavit_jax.training.protocols.base import Protocol
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  if config.model.pos_emb == "server":
-    raise TavitError("train.mode=single_round uploads permuted tokens, which needs "
-                     "model.pos_emb=none or client (the body must have no positions)")
+class SingleRound(Protocol):
+  name = "single_round"
+  over_flower = False
+
+  def phases(self, train, num_clients):
+    del num_clients
+    if "single_round" not in train:
+      raise TavitError("train.mode=single_round needs the train.single_round section of "
+                       "configs/single_round.py; start from that config")
+    lengths = train.single_round
+    return schedule_lib.once([("local", lengths.local_steps), ("upload", lengths.upload_batches),
+                              ("dino", lengths.dino_steps), ("finetune", lengths.finetune_steps)],
+                             "train.single_round")
+
+  def check(self, config):
+    if config.model.pos_emb == "server":
+      raise TavitError("train.mode=single_round uploads permuted tokens, which needs "
+                       "model.pos_emb=none or client (the body must have no positions)")
+
+  def init_state(self, model, config, state, server_tx):
+    return init(model, state, config, server_tx, jax.random.PRNGKey(config.seed + 1))
+
+  def make_steps(self, model, config, client_tx, server_tx, ids, shardings, phases, options):
+    steps = super().make_steps(model, config, client_tx, server_tx, ids, shardings, phases,
+                               options)
+    upload, dino_step = make_steps(model, config, server_tx, phases, options.wire_dtype)
+    return dataclasses.replace(steps, upload=upload, dino=dino_step)
+
+  def run_bytes(self, config, model, phases):
+    per_client = communication.single_round_bytes(model, config, config.train.wire_dtype)
+    return {"up": len(config.clients) * per_client["upload_bytes"],
+            "down": len(config.clients) * per_client["download_bytes"]}
+
+  def communication_table(self, config, model, phases):
+    per_client = communication.single_round_bytes(model, config, config.train.wire_dtype)
+    return communication.single_round_table(per_client, len(config.clients),
+                                            config.train.wire_dtype)
 
 
 def view_sizes(settings, num_tokens: int) -> tuple[int, ...]:
@@ -70,7 +107,7 @@ def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phase
   num_tokens = side * side
   sizes = view_sizes(settings, num_tokens)
   projection_head = dino.ProjectionHead(settings.prototypes)
-  send = (lambda a: a) if wire_dtype is None else (lambda a: a.astype(wire_dtype).astype(a.dtype))
+  send = protocol.sender(wire_dtype)
 
   def upload(state, batch):
     rng, keys = protocol.step_keys(state["rng"], num_clients)
@@ -121,28 +158,3 @@ def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phase
     return dict(state, server=server, step=state["step"] + 1, rng=rng), {"dino_loss": loss}
 
   return jax.jit(upload, donate_argnums=0), jax.jit(dino_step, donate_argnums=0)
-
-
-def bytes_exchanged(model: Model, config: ml_collections.ConfigDict, wire_dtype_name: str) -> dict:
-  """Per client: the one upload (its token sets) and the one download (the body)."""
-  settings = config.train.single_round
-  side, _, width = model.token_shape
-  samples = settings.upload_batches * config.data.batch_size
-  upload = samples * side * side * width * jnp.dtype(wire_dtype_name).itemsize
-  body = jax.eval_shape(model.init_body, jax.random.key(0))
-  download = sum(int(leaf.size) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(body))
-  return {"uploads": 1, "downloads": 1, "upload_bytes": int(upload), "download_bytes": download}
-
-
-def markdown_table(per_client: dict, num_clients: int, wire_dtype_name: str) -> list[str]:
-  mib = lambda n: f"{n / 2**20:,.1f} MiB"
-  return [
-      f"Communication (single round; tokens in {wire_dtype_name}, the body in float32):",
-      "",
-      "| | up (client → server) | down (server → client) |",
-      "|---|---|---|",
-      f"| messages per client | {per_client['uploads']} | {per_client['downloads']} |",
-      f"| per client | {per_client['upload_bytes']:,} B | {per_client['download_bytes']:,} B |",
-      f"| whole run, all clients | {mib(num_clients * per_client['upload_bytes'])} "
-      f"| {mib(num_clients * per_client['download_bytes'])} |",
-  ]
