@@ -2,7 +2,12 @@
 values appended to its `parameters` cell), and committed without outputs."""
 
 import glob
+import importlib.metadata
+import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 
 import nbclient
 import nbformat
@@ -54,6 +59,48 @@ def test_every_notebook_is_committed_without_outputs_and_opens_with_its_badge():
         assert not cell.outputs and cell.execution_count is None, path
     badge = f"colab/{os.path.basename(path)}"
     assert badge in notebook.cells[0].source and badge in readme, path
+
+
+def install_cell(path: str) -> str:
+  notebook = nbformat.read(path, as_version=4)
+  return next(c.source for c in notebook.cells if "TAVIT_SOURCE = " in c.source)
+
+
+@pytest.mark.parametrize("have, gpu, pip_args", [
+    ("99.0.0", True, ["jax==99.0.0"]),  # Meets the bound: kept, whatever the machine.
+    ("0.4.30", True, ["jax[cuda12]"]),  # Too old on a GPU: replaced, with CUDA.
+    ("0.4.30", False, []),  # Too old on a CPU: pip's choice.
+    (None, False, []),
+])
+def test_the_install_cell_keeps_a_runtime_jax_that_meets_the_bound(monkeypatch, capsys, have,
+                                                                    gpu, pip_args):
+  """Every notebook's install cell (the same in all), run as if tavit_jax were not installed
+  and in a runtime whose jax is `have`; pip is not run, only its command recorded."""
+  assert len({install_cell(path) for path in NOTEBOOKS}) == 1
+  source = install_cell(NOTEBOOKS[0]).replace(
+      'TAVIT_SOURCE = "https://github.com/tavit-jax/tavit_jax"', f"TAVIT_SOURCE = {ROOT!r}")
+  find_spec, version = importlib.util.find_spec, importlib.metadata.version
+
+  def runtime_version(name):
+    if name != "jax":
+      return version(name)
+    if have is None:
+      raise importlib.metadata.PackageNotFoundError(name)
+    return have
+
+  commands = []
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name in ("tavit_jax", "libtpu") else find_spec(name, *a))
+  monkeypatch.setattr(importlib.metadata, "version", runtime_version)
+  monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if gpu else None)
+  monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command))
+  monkeypatch.setattr(sys, "path", list(sys.path))
+  monkeypatch.setenv("JAX_PLATFORMS", "")  # The warning below is judged on jax's backend.
+  exec(source, {})  # pylint: disable=exec-used
+  assert commands == [[sys.executable, "-m", "pip", "install", "-q", "-e", ROOT, *pip_args]]
+  shown = capsys.readouterr().out
+  assert f"tavit_jax from {ROOT}" in shown
+  assert ('pip install -U "jax[cuda12]"' in shown) == gpu  # This jax runs on the CPU.
 
 
 @pytest.mark.slow

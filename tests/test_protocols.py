@@ -59,8 +59,10 @@ def test_simultaneous_with_one_client_is_end_to_end_training(client_map):
 
 def test_simultaneous_steps_the_body_in_client_phases_and_alternating_does_not():
   tasks = ["denoising", "deraining"]
-  state_alt, alternating, _ = built("alternating", tasks)
-  state_sim, simultaneous, _ = built("simultaneous", tasks)
+  # SGD: Adam's first step is about lr * sign(gradient), so float noise in a near-zero
+  # gradient (it differs between XLA versions) would flip whole updates.
+  state_alt, alternating, _ = built("alternating", tasks, sgd=True)
+  state_sim, simultaneous, _ = built("simultaneous", tasks, sgd=True)
   body = lambda state: copy(state["server"]["body"])
   before = copy(state_sim)
   # No client active: nothing steps, the body included.
