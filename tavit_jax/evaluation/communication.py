@@ -81,21 +81,23 @@ def run_totals(per_step: dict, phases, per_client_steps, task_ids, unify_every: 
   return {"up": up, "down": down}
 
 
+def _table(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
+  """Markdown lines: `title`, then (label, up, down) rows under the two directions."""
+  return [title, "", "| | up (client → server) | down (server → client) |", "|---|---|---|",
+          *(f"| {label} | {up} | {down} |" for label, up, down in rows)]
+
+
 def markdown_table(per_step: dict, totals: dict, wire_dtype_name: str) -> list[str]:
   """Bytes per client per step each way, per FedAvg, and the run's total, as Markdown lines."""
-  return [
-      f"Communication (features and gradients in {wire_dtype_name}):",
-      "",
-      "| | up (client → server) | down (server → client) |",
-      "|---|---|---|",
-      f"| client-phase step, per client | {per_step['client_phase_up']:,} B "
-      f"| {per_step['client_phase_down']:,} B |",
-      f"| server-phase step, per client | {per_step['server_phase_up']:,} B "
-      f"| {per_step['server_phase_down']:,} B |",
-      f"| FedAvg, per client and unifying step | {per_step['fedavg_upload']:,} B "
-      f"| {per_step['fedavg_download']:,} B |",
-      f"| whole run, all clients | {mib(totals['up'])} | {mib(totals['down'])} |",
-  ]
+  return _table(f"Communication (features and gradients in {wire_dtype_name}):", [
+      ("client-phase step, per client", f"{per_step['client_phase_up']:,} B",
+       f"{per_step['client_phase_down']:,} B"),
+      ("server-phase step, per client", f"{per_step['server_phase_up']:,} B",
+       f"{per_step['server_phase_down']:,} B"),
+      ("FedAvg, per client and unifying step", f"{per_step['fedavg_upload']:,} B",
+       f"{per_step['fedavg_download']:,} B"),
+      ("whole run, all clients", mib(totals["up"]), mib(totals["down"])),
+  ])
 
 
 def alternating_bytes(config, model: Model, phases, mix_clients: int = 1) -> tuple[dict, dict]:
@@ -122,13 +124,10 @@ def single_round_bytes(model: Model, config, wire_dtype_name: str) -> dict:
 
 def single_round_table(per_client: dict, num_clients: int, wire_dtype_name: str) -> list[str]:
   """Markdown lines: the single round's messages and bytes per client and in total."""
-  return [
-      f"Communication (single round; tokens in {wire_dtype_name}, the body in float32):",
-      "",
-      "| | up (client → server) | down (server → client) |",
-      "|---|---|---|",
-      f"| messages per client | {per_client['uploads']} | {per_client['downloads']} |",
-      f"| per client | {per_client['upload_bytes']:,} B | {per_client['download_bytes']:,} B |",
-      f"| whole run, all clients | {mib(num_clients * per_client['upload_bytes'])} "
-      f"| {mib(num_clients * per_client['download_bytes'])} |",
-  ]
+  return _table(
+      f"Communication (single round; tokens in {wire_dtype_name}, the body in float32):", [
+          ("messages per client", str(per_client["uploads"]), str(per_client["downloads"])),
+          ("per client", f"{per_client['upload_bytes']:,} B", f"{per_client['download_bytes']:,} B"),
+          ("whole run, all clients", mib(num_clients * per_client["upload_bytes"]),
+           mib(num_clients * per_client["download_bytes"])),
+      ])

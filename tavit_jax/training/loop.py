@@ -157,8 +157,7 @@ class _Run:
 def _setup(config) -> _Run:
   client_tasks = list(config.clients)
   num_clients = len(client_tasks)
-  chosen = protocols.select(config.train)
-  chosen.check(config)
+  chosen = protocols.select(config.train)  # Its check ran in config_check.validate.
   phases = chosen.phases(config.train, num_clients)
   client_map = steps_lib.resolve_client_map(config.train.client_map)
   distributed.check_clients_fit(num_clients, client_map)
