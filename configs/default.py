@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
       patches_per_image=4,  # Crops taken from each decoded image.
       read_threads=1,  # Per client; results do not depend on it.
       workers=0,  # Worker processes for many-core machines; results depend on it.
+      train_images=0,  # >0: only the first N images of each task's train split, shared by
+                       # the task's clients (data-limited clients); 0: all of them.
+      eval_split="test",  # test | validation (default/tiny suites: images no split shares),
+                          # for choices that must not look at the test photos.
   ))
   config.model = models.tiny_config()
   config.model.residual = True
@@ -75,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
       token_mix="none",  # none | cutmix: groups of clients share a token grid (CutMixSL).
       mix_clients=2,  # K: clients per cutmix group.
       mix_pairing="same_task",  # same_task | any: who is grouped (any: different tasks).
+      # A workdir or checkpoint folder of another run whose body this run starts from (new-task
+      # transfer; with server_phase_steps=0 the body stays as loaded). None: a fresh body.
+      body_from=ml_collections.config_dict.placeholder(str),
       client_map="auto",  # auto | vmap | loop: how clients run within a step (see steps.py).
       log_every=10,
       checkpoint_every=50,

@@ -41,8 +41,8 @@ def test_unbuilt_manual_dataset_says_how_to_build_it(tmp_path):
 def test_unknown_dataset_and_split_are_named(data_dir):
   with pytest.raises(TavitError, match="unknown dataset 'gopr0'.*gopro"):
     datasets.get_builder("gopr0", data_dir)
-  with pytest.raises(TavitError, match="no split 'validation'.*test, train"):
-    datasets.open_split(datasets.Split("tavit_default/tiny", "validation"), data_dir)
+  with pytest.raises(TavitError, match="no split 'valid'.*test, train, validation"):
+    datasets.open_split(datasets.Split("tavit_default/tiny", "valid"), data_dir)
 
 
 def tavit_data(*args: str, cwd=None) -> subprocess.CompletedProcess:

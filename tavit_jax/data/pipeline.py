@@ -88,11 +88,22 @@ class _SplitPatches(grain.experimental.FlatMapTransform):
     return [{"input": p[0], "target": p[1]} for p in patches]
 
 
-def client_images(client: ClientData, suite: str = "default", data_dir: Optional[str] = None) -> grain.MapDataset:
-  """The client's shard of its task's training split (decoded elements, not yet degraded)."""
+def client_images(client: ClientData, suite: str = "default", data_dir: Optional[str] = None,
+                  train_images: int = 0) -> grain.MapDataset:
+  """The client's shard of its task's training split (decoded elements, not yet degraded).
+
+  `train_images` > 0 keeps only the split's first that many images (the data-limited
+  clients of EXPERIMENTS.md), shared among the task's clients as the whole split is, so
+  Base (one client) and Single/Multi (two) hold the same images per task.
+  """
   train_split = task_data(client.task, suite).train
-  source = datasets.open_split(train_split, data_dir)
-  shard = grain.MapDataset.source(source)[client.shard_index::client.num_shards]
+  source = grain.MapDataset.source(datasets.open_split(train_split, data_dir))
+  if train_images:
+    if train_images > len(source):
+      raise TavitError(f"data.train_images={train_images}, but {train_split} has only "
+                       f"{len(source)} images")
+    source = source[:train_images]
+  shard = source[client.shard_index::client.num_shards]
   if len(shard) == 0:
     raise TavitError(f"client {client.name}: shard {client.shard_index} of {client.num_shards} "
                      f"of {train_split} is empty (more clients than images)")
@@ -109,6 +120,7 @@ def train_dataset(
     seed: int = 0,
     read_threads: int = 1,
     data_dir: Optional[str] = None,
+    train_images: int = 0,
 ) -> grain.IterDataset:
   """An endless dataset of {'input', 'target'} batches (B, P, P, 3) float32 in [-1, 1].
 
@@ -117,7 +129,7 @@ def train_dataset(
   thrashes a small machine once several clients each have one.)
   """
   data = task_data(client.task, suite)
-  shard = client_images(client, suite, data_dir)
+  shard = client_images(client, suite, data_dir, train_images)
   client_seed = _stable_seed(seed, client.name)
   sampler = PatchSampler(degradations.make(data.train_degradation[0], **data.train_degradation[1]),
                          patch_size, patches_per_image, data.train.image_key)
@@ -155,7 +167,7 @@ def clients_dataset_from_config(config, only: Optional[Sequence[int]] = None) ->
   return clients_dataset(
       clients, suite=data.suite, batch_size=data.batch_size, patch_size=data.patch_size,
       patches_per_image=data.patches_per_image, seed=config.seed, read_threads=data.read_threads,
-      workers=data.workers, data_dir=data.data_dir)
+      workers=data.workers, data_dir=data.data_dir, train_images=data.get("train_images", 0))
 
 
 def _stable_seed(*parts) -> int:
@@ -164,12 +176,13 @@ def _stable_seed(*parts) -> int:
 
 
 def eval_images(task: str, eval_name: str, *, suite: str = "default", seed: int = 0,
-                data_dir: Optional[str] = None) -> Iterator[dict]:
-  """Whole test images of one eval set: {'name', 'input', 'target'} with uint8 (H, W, 3) arrays.
+                data_dir: Optional[str] = None, eval_split: str = "test") -> Iterator[dict]:
+  """Whole test (or validation) images of one eval set: {'name', 'input', 'target'} with
+  uint8 (H, W, 3) arrays.
 
   Degraded inputs are quantised to 8 bits, like stored degraded test images.
   """
-  data: TaskData = task_data(task, suite)
+  data: TaskData = task_data(task, suite, eval_split)
   if eval_name not in data.evals:
     raise TavitError(f"task {task} has no eval set '{eval_name}'; it has {', '.join(data.evals)}")
   return eval_set_images(data.evals[eval_name], task, eval_name, seed=seed, data_dir=data_dir)

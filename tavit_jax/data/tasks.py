@@ -4,6 +4,10 @@ A suite maps each task to its training split, its training degradation and its n
 evaluation sets. `default` degrades the offline `tavit_default` images on the fly;
 `div2k` does the same with DIV2K (needs internet and TensorFlow to prepare); `paper`
 reads the paper's datasets (docs/design.md §3.1), paired ones with the identity degradation.
+
+`eval_split='validation'` scores the same eval sets (names, degradations) on the offline
+suites' validation images instead of their test photos, so that experiment choices never
+look at the photos that score the final tables.
 """
 
 import dataclasses
@@ -70,6 +74,10 @@ PAPER_SUITE = {
         "gopro": EvalSet(Split("gopro", "test"))}),
 }
 
+EVAL_SPLITS = ("test", "validation")
+# Suites whose eval sets can be moved to a validation split disjoint from train and test.
+VALIDATION_SUITES = ("default", "tiny")
+
 SUITES = {
     "default": _synthetic_suite(Split("tavit_default", "train"), Split("tavit_default", "test")),
     "tiny": _synthetic_suite(Split("tavit_default/tiny", "train"), Split("tavit_default/tiny", "test")),
@@ -78,10 +86,25 @@ SUITES = {
 }
 
 
-def task_data(task: str, suite: str = "default") -> TaskData:
-  """The suite's data for `task`."""
+def check_eval_split(eval_split: str, suite: str) -> str:
+  """`eval_split` if the suite has it, else a one-line refusal."""
+  if eval_split not in EVAL_SPLITS:
+    raise TavitError(f"data.eval_split must be one of {EVAL_SPLITS}, not {eval_split!r}")
+  if eval_split != "test" and suite not in VALIDATION_SUITES:
+    raise TavitError(f"data.eval_split={eval_split} needs data.suite={' or '.join(VALIDATION_SUITES)}"
+                     f" (the offline suites hold validation images that no other split has)")
+  return eval_split
+
+
+def task_data(task: str, suite: str = "default", eval_split: str = "test") -> TaskData:
+  """The suite's data for `task`, its eval sets on `eval_split`'s images."""
   if suite not in SUITES:
     raise TavitError(f"unknown data suite '{suite}'; known: {', '.join(SUITES)}")
   if task not in TASKS:
     raise TavitError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
-  return SUITES[suite][task]
+  data = SUITES[suite][task]
+  if check_eval_split(eval_split, suite) == "test":
+    return data
+  evals = {name: dataclasses.replace(s, split=dataclasses.replace(s.split, split=eval_split))
+           for name, s in data.evals.items()}
+  return dataclasses.replace(data, evals=evals)

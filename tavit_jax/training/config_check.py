@@ -24,6 +24,7 @@ from tavit_jax.training import protocols, state as state_lib
 from tavit_jax.training.steps import CLIENT_MAPS
 
 _MISSING = object()
+_MISSING_OK = object()  # A field a hand-made config may lack (added later, default assumed).
 
 
 def _get(config, key: str, default=_MISSING):
@@ -105,6 +106,14 @@ def _data(config) -> None:
   _integer(config, "data.workers", low=0)
   for task in dict.fromkeys(_get(config, "clients")):
     tasks_lib.task_data(task, suite)
+  tasks_lib.check_eval_split(_get(config, "data.eval_split", "test"), suite)
+  if _get(config, "data.train_images", _MISSING_OK) is not _MISSING_OK:
+    images = _integer(config, "data.train_images", low=0)
+    clients = list(_get(config, "clients"))
+    most = max(dict.fromkeys(clients), key=clients.count)
+    if 0 < images < clients.count(most):
+      raise TavitError(f"data.train_images={images} is fewer than the {clients.count(most)} "
+                       f"clients of {most}, which share its images (0: all of them)")
 
 
 def _model(config, num_tasks: int) -> None:
@@ -179,6 +188,14 @@ def _train(config, clients: list[str]) -> None:
     _integer(config, "train.single_round.local_views", low=0)
     for key in ("global_view", "local_view"):
       _number(config, f"train.single_round.{key}", 0.0, 1.0, low_open=True)
+  body_from = _get(config, "train.body_from", None)
+  if body_from is not None:
+    if not isinstance(body_from, str) or not body_from:
+      raise TavitError(f"train.body_from must be a workdir or checkpoint folder, or None, "
+                       f"not {body_from!r}")
+    if train.mode == "single_round":
+      raise TavitError("train.body_from needs train.mode=alternating, simultaneous or "
+                       "end_to_end (the single round trains its body by DINO from the start)")
   # train.mode and train.token_mix name a protocol; it refuses what it cannot run (e.g.
   # single_round's positions, cutmix's groups) and lays out the phases.
   chosen = protocols.select(train)

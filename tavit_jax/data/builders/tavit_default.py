@@ -4,7 +4,11 @@ Clean images only (degradations are applied on the fly by the pipeline):
 - train (`default`): photographs and natural textures bundled with scikit-image and
   matplotlib (grey ones as grey RGB); `tiny` (tests): three of them plus four small
   seeded dead-leaves images coloured from them;
-- test: the photographs `astronaut`, `chelsea` and `coffee`, which no client trains on.
+- test: the photographs `astronaut`, `chelsea` and `coffee`, which no client trains on;
+- validation (1.2.0): three more bundled pictures that neither of the others holds
+  (`immunohistochemistry`, `retina` at a third of its 1411-pixel side, `text`), so that
+  choices (schedule, stopping, server share) are made without looking at the test photos.
+  Train and test are byte for byte those of 1.1.0 (tests/test_validation_split.py).
 
 Version 1.0.0 trained mostly on dead leaves (48 of 51 images). Their flat discs and
 sharp edges taught the tiny model to flatten and sharpen everything: on the test photos
@@ -25,6 +29,8 @@ COLOUR_PHOTOS = ("rocket", "motorcycle_left", "motorcycle_right")
 TRAIN_PHOTOS = COLOUR_PHOTOS + ("grace_hopper", "hubble_deep_field", "camera", "coins",
                                 "moon", "brick", "grass", "gravel")
 TEST_PHOTOS = ("astronaut", "chelsea", "coffee")
+VALIDATION_PHOTOS = ("immunohistochemistry", "retina", "text")
+SPLITS = {"test": TEST_PHOTOS, "validation": VALIDATION_PHOTOS}
 
 
 def photo(name: str) -> np.ndarray:
@@ -35,6 +41,9 @@ def photo(name: str) -> np.ndarray:
   elif name == "grace_hopper":
     with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as f:
       image = np.asarray(f.convert("RGB"))
+  elif name == "retina":  # 1411×1411: a 3×3 box mean keeps it near the test photos' size.
+    image = skimage.data.retina()[:1410, :1410].astype(np.float64)
+    image = np.round(image.reshape(470, 3, 470, 3, 3).mean(axis=(1, 3))).astype(np.uint8)
   else:
     image = getattr(skimage.data, name)()
   return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
@@ -55,10 +64,11 @@ class TavitDefaultConfig(tfds.core.BuilderConfig):
 class TavitDefault(base.ImageBuilder):
   """Offline default: scikit-image photographs plus synthetic dead-leaves images."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {
       "1.0.0": "3 train photographs + dead leaves; 3 held-out test photographs.",
       "1.1.0": "default: 11 train photographs and textures, no dead leaves.",
+      "1.2.0": "validation split: 3 more bundled pictures; train and test unchanged.",
   }
   BUILDER_CONFIGS = [
       TavitDefaultConfig(name="default", description="11 photographs and textures.",
@@ -72,10 +82,10 @@ class TavitDefault(base.ImageBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
-    return {split: self._generate_examples(split) for split in ("train", "test")}
+    return {split: self._generate_examples(split) for split in ("train", "test", "validation")}
 
   def _generate_examples(self, split: str):
-    for name in self.builder_config.photos if split == "train" else TEST_PHOTOS:
+    for name in self.builder_config.photos if split == "train" else SPLITS[split]:
       yield name, {"image": images.encode_png(photo(name)), "name": name}
     if split == "train":
       yield from self._dead_leaves_examples()
