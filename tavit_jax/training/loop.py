@@ -22,19 +22,20 @@ from tavit_jax.evaluation import report
 from tavit_jax.training import distributed, protocols
 from tavit_jax.training import state as state_lib, steps as steps_lib
 from tavit_jax.training.step_parts import StepOptions
-from tavit_jax.training import config_check
+from tavit_jax.training import body_source, config_check
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.evaluate import evaluate_clients
 from tavit_jax.training.writers import MetricWriter
 
 # Config entries a workdir's checkpoints depend on (lr_decay: the optimizer states' structure);
 # others (learning rates, eval) may change on resume.
+# train_images: the data iterator's state; body_from: where the body started.
 _STRUCTURAL = ("seed", "clients", "model", "data.patch_size", "data.batch_size", "train.mode",
                "train.lr_decay", "train.permute_tokens", "train.token_keep", "train.token_mix",
-               "train.mix_clients")
+               "train.mix_clients", "data.train_images", "train.body_from")
 # Fields added to config.json later, with the value every earlier run had.
 _ADDED = {"train.permute_tokens": "none", "train.token_keep": 1.0, "train.token_mix": "none",
-          "train.mix_clients": 2}
+          "train.mix_clients": 2, "data.train_images": 0, "train.body_from": None}
 _ADDED_TO_MODEL = {"pos_emb": "server", "mask_token": False, "feature_clip": 0.0, "feature_noise": 0.0}
 
 
@@ -42,10 +43,21 @@ class TrainingDiverged(TavitError):
   """A non-finite loss: training stops without saving the bad state."""
 
 
+def _lookup(config, key: str):
+  """`config`'s value at `key`; a field added later, when a hand-made config lacks it, has
+  the value every earlier run had."""
+  try:
+    return config_files.lookup(config, key)
+  except (KeyError, AttributeError):
+    if key in _ADDED:
+      return _ADDED[key]
+    raise
+
+
 def _check_workdir_config(config, workdir: str, write: bool = True) -> None:
   """Refuses to resume a workdir made with a different model, clients or data shape."""
   path = os.path.join(workdir, "config.json")
-  current = {key: config_files.lookup(config, key) for key in _STRUCTURAL}
+  current = {key: _lookup(config, key) for key in _STRUCTURAL}
   current = json.loads(json.dumps(current))  # Tuples as lists, like the stored copy.
   if os.path.exists(path):
     stored = {**_ADDED, **files.read_json(path)}
@@ -154,6 +166,13 @@ class _Run:
     return getattr(self.steps, phase.kind)(state, batch)
 
 
+def _with_body(state: dict, body) -> dict:
+  """`state` with the server's body replaced by `body`, placed as the old one was."""
+  placed = jax.tree_util.tree_map(lambda new, old: jax.device_put(new, old.sharding), body,
+                                  state["server"]["body"])
+  return {**state, "server": {**state["server"], "body": placed}}
+
+
 def _setup(config) -> _Run:
   client_tasks = list(config.clients)
   num_clients = len(client_tasks)
@@ -196,6 +215,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if checkpoints.latest_step() is not None:
     state, data_state = checkpoints.restore(checkpoints.latest_step(), state)
     data.set_state(distributed.unpack_data_state(data_state))
+  elif config.train.get("body_from"):  # A fresh run whose body another run trained.
+    state = _with_body(state, body_source.load_body(config.train.body_from, state["server"]["body"]))
   step = start_step = int(state["step"])
   results = _Results(workdir, run.protocol.communication_table(config, run.model, phases))
   writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=primary)
