@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional
 import jax
 import numpy as np
 
-from tavit_jax.attacks import decoders, inversion, jigsaw, positions
+from tavit_jax.attacks import decoders, inversion, jigsaw, linear, positions
 from tavit_jax.attacks.views import Observer
 
 # Name → (needs shuffled tokens, what it assumes). All run by default.
@@ -25,6 +25,11 @@ ATTACKERS = {
     "set decoder": (True, "query access; a permutation-invariant decoder of the token set"),
     "jigsaw": (True, "query access; tokens placed by predicted neighbours, then the in-order "
                      "decoder"),
+    "linear": (False, "query access; the best linear estimate (ridge, weight chosen on held-out "
+                      "auxiliary patches) of each token's pixels from it and its 8 neighbours "
+                      "(shuffled: at the probe's positions)"),
+    "set mean": (False, "query access; ridge from the mean of a patch's token set to its mean "
+                        "colour (no positions needed): the patch-mean picture, estimated"),
     "head inversion": (False, "the head itself (white box): the patch whose f_H matches what "
                               "was received, from the in-order decoder's guess (shuffled: at "
                               "the probe's positions)"),
@@ -124,6 +129,20 @@ def run(observer: Observer, aux: Iterator, tests: list, keys: list, settings: Se
       placed = [jigsaw.placements(score, r, side) for r in received]
       result.position_accuracy = accuracy(placed)
       result.reconstructions, result.train_loss = decode_placed(placed)
+    elif name == "linear":
+      grids = _grids_in_order(observer, aux, settings.probe_patches, settings.seed)
+      weights, _, result.train_loss = linear.fit(*grids)
+      placed = probe_placements() if wire.permute else truths
+      result.position_accuracy = accuracy(placed) if wire.permute else None
+      result.reconstructions = [linear.decode(weights, positions.place(r, p, side),
+                                              model.patch_size)
+                                for r, p in zip(received, placed)]
+    elif name == "set mean":
+      grids, xs = _grids_in_order(observer, aux, settings.probe_patches, settings.seed)
+      weights, _, result.train_loss = linear.fit_set_mean(
+          grids.reshape(len(grids), -1, grids.shape[-1]), xs)
+      result.reconstructions = [linear.decode_set_mean(weights, r, model.patch_size)
+                                for r in received]
     elif name == "head inversion":
       placed = probe_placements() if wire.permute else [t for t in truths]
       result.position_accuracy = accuracy(placed) if wire.permute else None
@@ -155,6 +174,16 @@ def _tokens_in_order(observer, aux, patches: int, seed: int) -> np.ndarray:
     f = np.asarray(observer.in_order(next(aux), jax.random.fold_in(key, len(out))))
     out.append(f.reshape(len(f), -1, f.shape[-1]))
   return np.concatenate(out)[:patches]
+
+
+def _grids_in_order(observer, aux, patches: int, seed: int):
+  """((M, h, w, C) tokens on their grid, (M, P, P, 3) the auxiliary patches they came from)."""
+  grids, xs, key = [], [], jax.random.PRNGKey(seed + 13)
+  while sum(len(x) for x in xs) < patches:
+    x = np.asarray(next(aux))
+    grids.append(np.asarray(observer.in_order(x, jax.random.fold_in(key, len(xs)))))
+    xs.append(x)
+  return np.concatenate(grids)[:patches], np.concatenate(xs)[:patches]
 
 
 def _tokens_received(observer, aux, patches: int, seed: int):
