@@ -5,6 +5,9 @@
   python experiments/compare.py --table=ablations --seeds=3
   python experiments/compare.py --table=privacy --seeds=3
   python experiments/compare.py --table=systems --seeds=3
+  python experiments/compare.py --table=transfer --seeds=3        # new-task transfer (studies.py)
+  python experiments/compare.py --table=data_limited --seeds=3    # 2, 8, all images per task
+  python experiments/compare.py --table=budget --seeds=3 --budgets=1,4   # 16×: --seeds=1
   python experiments/compare.py --table=baselines --size=paper --data_dir=/data/tfds  # accelerator
 
 baselines: per task, Base (one client, head + body + tail end to end), Single (TAViT with that
@@ -22,6 +25,9 @@ systems: what a user chooses between (docs/design.md §4.4-4.6): alternating TAV
 training only (each client's head and tail through the body's fixed initialisation, no messages),
 simultaneous split learning (the body steps in every client step), MS-DINO's single round, and
 SCA-MTL with the data pooled; with the bytes each exchanges.
+transfer, data_limited, budget: where the shared body pays (experiments/studies.py says
+what each runs). transfer scores on the validation images unless --eval_split says otherwise;
+data_limited and budget add a table (and plot) of Multi − Single and Multi − Base.
 
 Every run is a `tavit-train` workdir under <out>/runs/; the same command again resumes: finished
 runs are read, unfinished ones continue where they stopped. `--jobs` runs several at once (each
@@ -54,21 +60,30 @@ from tavit_jax.cli.common import no_arguments, run_app
 from tavit_jax.errors import TavitError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import studies  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 import tables  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
+from run_spec import Run  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = ("default", "paper", "tiny")
 
-_TABLE = flags.DEFINE_enum("table", "baselines", ["baselines", "ablations", "privacy", "systems"],
-                           "which comparison")
+TABLES = ("baselines", "ablations", "privacy", "systems", "transfer", "data_limited", "budget")
+_TABLE = flags.DEFINE_enum("table", "baselines", TABLES, "which comparison")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "seeds 0..N-1 of every run")
 _SIZE = flags.DEFINE_enum("size", "default", SIZES, "configs/<size>.py is Multi (tiny: tests)")
-_TASKS = flags.DEFINE_list("tasks", None, "only these tasks' Base/Single runs (default: all)")
+_TASKS = flags.DEFINE_list("tasks", None, "only these tasks' Base/Single runs (default: all; "
+                           "transfer: the held-out tasks; budget: denoising, deraining)")
 _JOBS = flags.DEFINE_integer("jobs", 1, "runs at once")
 _OUT = flags.DEFINE_string("out", "experiments/results", "folder for runs and tables")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir of every run")
 _OVERRIDE = flags.DEFINE_multi_string("override", [], "key=value for every run's config")
 _COLUMNS = flags.DEFINE_list("columns", None, "only these columns' runs (default: all)")
+_EVAL_SPLIT = flags.DEFINE_enum("eval_split", None, ["test", "validation"], "images every run "
+                                "is scored on (default: validation for transfer, else test)")
+_TRAIN_IMAGES = flags.DEFINE_list("train_images", [str(n) for n in studies.DATA_LIMITS],
+                                  "data_limited: data.train_images per task of each level (0: all)")
+_BUDGETS = flags.DEFINE_list("budgets", [str(k) for k in studies.BUDGETS],
+                             "budget: multiples of the size's train.cycles")
 _ATTACK_STEPS = flags.DEFINE_integer("attack_steps", 400, "privacy: attacker training steps (0: "
                                      "train only; the attacks run on a later invocation)")
 
@@ -97,29 +112,6 @@ SYSTEMS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-  column: str  # The table column it fills.
-  name: str  # Its workdir under <out>/runs.
-  config: str  # 'path/to/config.py[:arg]'.
-  overrides: tuple  # ((dotted key, value), ...), the seed included; a later one wins.
-
-  def load(self):
-    config = config_files.load(self.config)
-    for key in dict(self.overrides):
-      try:
-        config_files.lookup(config, key)
-      except (KeyError, AttributeError):
-        raise TavitError(f"--override {key}: {os.path.relpath(self.config, ROOT)} has no such "
-                         f"field") from None
-    try:
-      with config.unlocked():
-        config.update_from_flattened_dict(dict(self.overrides))
-    except (KeyError, AttributeError, TypeError, ValueError) as e:
-      raise TavitError(f"--override of run {self.name or 'Multi'}: {e}") from None
-    return config
-
-
 def _parse_overrides(pairs) -> tuple:
   """((key, value), ...) in order, a key given twice keeping its last value."""
   parsed = {}
@@ -135,20 +127,44 @@ def _parse_overrides(pairs) -> tuple:
   return tuple(parsed.items())
 
 
-def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, columns_only=None):
-  """(columns, (column, baseline) whose PSNR gain is shown, runs)."""
+def eval_split(table: str, suite: str, chosen=None) -> str:
+  """The images a table's runs are scored on: `chosen`, else validation for transfer where
+  the suite has them."""
+  from tavit_jax.data.tasks import VALIDATION_SUITES  # pylint: disable=g-import-not-at-top
+  return chosen or ("validation" if table == "transfer" and suite in VALIDATION_SUITES else "test")
+
+
+def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, columns_only=None,
+         *, split=None, runs_dir=None, limits=studies.DATA_LIMITS, budgets=studies.BUDGETS):
+  """(columns, (column, baseline) whose PSNR gain is shown, runs). `split`: eval_split's
+  choice; `runs_dir`: where the runs' workdirs are (train.body_from names them)."""
   multi = os.path.join(ROOT, "configs", f"{size}.py")
   common = tuple((k, v) for k, v in overrides if k != "clients")
   common += (("data.data_dir", data_dir),) if data_dir else ()
   multi_only = tuple((k, v) for k, v in overrides if k == "clients")
   reference = Run("", "", multi, common + multi_only).load()
+  split = eval_split(table, reference.data.suite, split)
+  # Validation runs score other images than test runs of the same name: a workdir each.
+  suffix = "" if split == "test" else "_val"
+  common += (("data.eval_split", split),) if split != "test" else ()
+  runs_dir = runs_dir or os.path.join(ROOT, "experiments", "results", "runs")
   all_tasks = list(dict.fromkeys(reference.clients))
   unknown = set(tasks or ()) - set(all_tasks)
   if unknown:
     raise TavitError(f"--tasks {', '.join(sorted(unknown))}: configs/{size}.py has "
                      f"{', '.join(all_tasks)}")
   runs = []
-  if table == "baselines":
+  if table == "transfer":
+    columns, gain, runs = studies.transfer(size, seeds, tasks or all_tasks, all_tasks, multi,
+                                           list(reference.clients), common, runs_dir, suffix)
+  elif table == "data_limited":
+    columns, gain, runs = studies.data_limited(size, seeds, tasks or all_tasks, multi, multi_only,
+                                               common, suffix, limits)
+  elif table == "budget":
+    two = tasks or [t for t in studies.BUDGET_TASKS if t in all_tasks]
+    columns, gain, runs = studies.budget(size, seeds, two, multi, list(reference.clients),
+                                         reference.train.cycles, common, suffix, budgets)
+  elif table == "baselines":
     columns, gain = ["Base", "Single", "Multi"], ("Multi", "Single")
     for seed in range(seeds):
       s = common + (("seed", seed),)
@@ -181,13 +197,17 @@ def plan(table: str, size: str, seeds: int, tasks, overrides: tuple, data_dir, c
             .replace("σ=", "sigma"))
         runs.append(Run(column, f"{name}_seed{seed}", multi,
                         common + multi_only + (("seed", seed),) + changes))
+  if suffix and table not in ("transfer", "data_limited", "budget"):
+    runs = [dataclasses.replace(run, name=run.name + suffix) for run in runs]
   if columns_only:
     unknown = set(columns_only) - set(columns)
     if unknown:
       raise TavitError(f"--columns {', '.join(sorted(unknown))}: the {table} table has "
                        f"{', '.join(columns)}")
     columns = [c for c in columns if c in columns_only]
-    runs = [run for run in runs if run.column in columns]
+    kept = [run for run in runs if run.column in columns]
+    needed = {name for run in kept for name in run.after}  # Donors of the kept runs.
+    runs = [run for run in runs if run in kept or run.name in needed]
     gain = gain if gain and set(gain) <= set(columns) else None
   return columns, gain, runs
 
@@ -332,6 +352,14 @@ def _commit() -> str:
     return "unknown"
 
 
+def _integers(flag) -> tuple:
+  """A list flag of integers, or a one-line refusal naming it."""
+  try:
+    return tuple(int(v) for v in flag.value)
+  except ValueError:
+    raise TavitError(f"--{flag.name} must be integers, not {','.join(flag.value)}") from None
+
+
 def _validate(runs) -> None:
   """Every run's config checked whole before any run starts or any folder is made: a bad
   --override is one line naming the run and the key, not a failed run per seed."""
@@ -349,7 +377,10 @@ def _main(argv) -> None:
   started = time.time()
   out = files.resolve(_OUT.value)
   columns, gain, runs = plan(_TABLE.value, _SIZE.value, _SEEDS.value, _TASKS.value,
-                             _parse_overrides(_OVERRIDE.value), _DATA_DIR.value, _COLUMNS.value)
+                             _parse_overrides(_OVERRIDE.value), _DATA_DIR.value, _COLUMNS.value,
+                             split=_EVAL_SPLIT.value, runs_dir=os.path.join(out, "runs"),
+                             limits=_integers(_TRAIN_IMAGES), budgets=_integers(_BUDGETS))
+  split = runs[0].load().data.get("eval_split", "test")
   _validate(runs)
   workdir = lambda run: os.path.join(out, "runs", run.name)
   log_path = lambda run: os.path.join(out, "logs", f"{run.name}.log")
@@ -357,16 +388,21 @@ def _main(argv) -> None:
   pending = [run for run in runs if _finished(run, workdir(run)) is None]
   print(f"{len(runs)} runs, {len(runs) - len(pending)} already finished; logs in "
         f"{os.path.join(out, 'logs')}", flush=True)
-  failed = []
-  with concurrent.futures.ThreadPoolExecutor(max_workers=_JOBS.value) as pool:
-    futures = {pool.submit(_execute, run, workdir(run), log_path(run)): run for run in pending}
-    for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-      run = futures[future]
-      code = future.result()
-      status = "done" if code == 0 else f"FAILED (exit {code}; see {log_path(run)})"
-      print(f"[{done}/{len(pending)}] {run.name}: {status}, {_wall(workdir(run)):.0f} s", flush=True)
-      if code != 0:
-        failed.append(run.name)
+  failed, done = [], 0
+  # Runs that start from another run's body (train.body_from) wait for it: a second wave.
+  for wave in ([r for r in pending if not r.after], [r for r in pending if r.after]):
+    ready = [r for r in wave if not set(r.after) & set(failed)]
+    failed += [f"{r.name} (needs {', '.join(sorted(set(r.after) & set(failed)))})"
+               for r in wave if r not in ready]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=_JOBS.value) as pool:
+      futures = {pool.submit(_execute, run, workdir(run), log_path(run)): run for run in ready}
+      for future in concurrent.futures.as_completed(futures):
+        run, code, done = futures[future], future.result(), done + 1
+        status = "done" if code == 0 else f"FAILED (exit {code}; see {log_path(run)})"
+        print(f"[{done}/{len(pending)}] {run.name}: {status}, {_wall(workdir(run)):.0f} s",
+              flush=True)
+        if code != 0:
+          failed.append(run.name)
   finished = [(run, _finished(run, workdir(run))) for run in runs]
   wire_lines = []
   if _TABLE.value == "privacy":
@@ -376,7 +412,8 @@ def _main(argv) -> None:
     wire_lines, frontier = _wire_table(runs, workdir, columns)
   elif _TABLE.value == "systems":
     wire_lines = _systems_bytes(runs, columns)
-  rows = tables.aggregate([(run.column, r) for run, r in finished if r], columns)
+  rows = tables.aggregate([(run.column, r) for run, r in finished if r and run.column in columns],
+                          columns)
   if not rows:
     raise TavitError(f"no run finished; see the logs in {os.path.join(out, 'logs')}")
   name = f"{_TABLE.value}_{_SIZE.value}"
@@ -394,9 +431,16 @@ def _main(argv) -> None:
            f"training wall time {train_seconds / 60:.1f} min summed over runs "
            f"(this invocation {(time.time() - started) / 60:.1f} min); {_machine()}; commit "
            f"{_commit()}; {datetime.date.today()}. Output PSNR (dB, mean ± std over seeds) / "
-           f"SSIM (mean) on the held-out test images, after the last phase.", "",
+           f"SSIM (mean) on the held-out {'test' if split == 'test' else 'validation'} images, "
+           f"after the last phase.", "",
            *tables.markdown(rows, columns, gain, with_published=_SIZE.value == "paper"), "",
            *wire_lines, f"![{name}]({name}.png)"]
+  levels = studies.levels(_TABLE.value, _integers(_TRAIN_IMAGES), _integers(_BUDGETS))
+  if levels:
+    lines += ["", *tables.differences_markdown(rows, levels), "",
+              f"![{name} differences]({name}_differences.png)"]
+    tables.plot_differences(rows, levels, os.path.join(out, f"{name}_differences.png"),
+                            f"{_TABLE.value}, {_SIZE.value} size, {_SEEDS.value} seed(s)")
   with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   tables.write_csv(rows, columns, os.path.join(out, f"{name}.csv"))

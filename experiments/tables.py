@@ -143,3 +143,61 @@ def plot_frontier(rows: list[dict], reference: str, margins: dict, path: str, ti
   axes.set_ylabel("strongest attack above patch mean (dB, mean over tasks)")
   axes.set_title(title)
   figure.savefig(path, dpi=120)
+
+
+def _difference(row: dict, a: str, b: str) -> Optional[tuple[float, float]]:
+  """Mean over seeds of column a − column b (PSNR) and its spread: the std of the per-seed
+  differences when both have every seed, else 0."""
+  x, y = row.get(f"{a}/psnr", []), row.get(f"{b}/psnr", [])
+  if not x or not y:
+    return None
+  spread = float(np.std(np.subtract(x, y))) if len(x) == len(y) else 0.0
+  return float(np.mean(x) - np.mean(y)), spread
+
+
+def differences_markdown(rows: list[dict], levels) -> list[str]:
+  """Multi − Single and Multi − Base (dB, mean ± std of per-seed differences) at every level
+  (series, label, {'Base', 'Single', 'Multi': column})."""
+  names = [f"{series} {label}".strip() for series, label, _ in levels]
+  header = ["task / set"] + [f"{n}: Multi − {c}" for n in names for c in ("Single", "Base")]
+  lines = ["Multi − Single and Multi − Base, PSNR (dB, mean ± std over seeds of the per-seed "
+           "difference):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    cells = [f"{row['task']} / {row['eval_set']}"]
+    for _, _, cols in levels:
+      for other in ("Single", "Base"):
+        found = _difference(row, cols["Multi"], cols[other])
+        cells.append("—" if found is None else
+                     f"{found[0]:+.2f}" + (f" ± {found[1]:.2f}" if found[1] else ""))
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def plot_differences(rows: list[dict], levels, path: str, title: str) -> None:
+  """One panel per eval set: Multi − Single and Multi − Base against the level (budget or
+  images), one line per series (e.g. alternating, simultaneous), ± std over seeds."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+
+  figure = Figure(figsize=(4.0 * max(len(rows), 1), 3.8), layout="constrained")
+  labels = list(dict.fromkeys(label for _, label, _ in levels))
+  for i, row in enumerate(rows):
+    axes = figure.add_subplot(1, max(len(rows), 1), i + 1)
+    for series in dict.fromkeys(s for s, _, _ in levels):
+      for other, style in (("Single", "-o"), ("Base", "--s")):
+        points = [(labels.index(label), _difference(row, cols["Multi"], cols[other]))
+                  for s, label, cols in levels if s == series]
+        points = [(x, d) for x, d in points if d is not None]
+        if points:
+          axes.errorbar([x for x, _ in points], [d[0] for _, d in points],
+                        yerr=[d[1] for _, d in points], fmt=style, capsize=3,
+                        label=f"{series} Multi − {other}".strip())
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_title(f"{row['task']} / {row['eval_set']}", fontsize="small")
+    axes.set_ylabel("PSNR difference (dB)")
+    axes.grid(alpha=0.3)
+    if i == 0:
+      axes.legend(fontsize="x-small")
+  figure.suptitle(title)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, dpi=100)

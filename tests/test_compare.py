@@ -108,3 +108,72 @@ def test_table_means_spread_and_gain():
   line = tables.markdown(rows, ["Base", "Single", "Multi"], ("Multi", "Single"))[-1]
   assert line == ("| denoising / sigma30 | 19.00 / 0.300 | — | 26.00 ± 1.00 / 0.800 | "
                   "28.00 ± 0.50 / 0.800 | +2.00 |")
+
+
+def _plans(script: str) -> str:
+  """Runs `script` with experiments/compare.py imported (its absl flags want a process)."""
+  result = subprocess.run([sys.executable, "-c", "import compare, json\n" + script],
+                          cwd=os.path.join(ROOT, "experiments"), capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result.stdout
+
+
+def test_study_tables_plan_the_right_runs():
+  """transfer: per held-out task a donor on the other tasks, Single, three newcomers through
+  frozen bodies (two read a donor's workdir and wait for it) and Base, on validation images;
+  data_limited and budget: the levels, sharing the baselines table's runs where equal."""
+  out = json.loads(_plans(
+      "plans = {t: compare.plan(t, 'default', 2, None, (), None, runs_dir='/r')\n"
+      "         for t in ('transfer', 'data_limited', 'budget')}\n"
+      "print(json.dumps({t: (c, g, [(r.column, r.name, dict(r.overrides), r.after)\n"
+      "                             for r in runs]) for t, (c, g, runs) in plans.items()}))"))
+  columns, gain, runs = out["transfer"]
+  assert columns == ["initial body", "own task's body", "other tasks' body", "Base"]
+  assert gain == ["other tasks' body", "initial body"]
+  assert len(runs) == 2 * 4 * 6  # Seeds × held-out tasks × (2 donors, 3 newcomers, Base).
+  runs = {name: (column, overrides, after) for column, name, overrides, after in runs}
+  assert all(o["data.eval_split"] == "validation" for _, o, _ in runs.values())
+  column, donor, after = runs["donor_without_deraining_seed1_val"]
+  assert column == "" and after == [] and donor["seed"] == 1
+  assert donor["clients"] == ["deblocking"] * 2 + ["denoising"] * 2 + ["deblurring"] * 2
+  for body, source in (("initial", None), ("own", "single_deraining_seed1_val"),
+                       ("others", "donor_without_deraining_seed1_val")):
+    column, overrides, after = runs[f"newcomer_deraining_{body}_seed1_val"]
+    assert overrides["train.server_phase_steps"] == 0 and overrides["seed"] == 1
+    assert overrides.get("train.body_from") == (source and f"/r/{source}")
+    assert after == ([source] if source else [])
+  assert runs["base_deraining_seed1_val"][0] == "Base"
+  columns, _, runs = out["data_limited"]
+  assert columns[:3] == ["Base N=2", "Single N=2", "Multi N=2"] and columns[-1] == "Multi N=all"
+  names = {name: overrides for _, name, overrides, _ in runs}
+  assert names["single_denoising_n8_seed0"]["data.train_images"] == 8
+  assert "data.train_images" not in names["multi_seed1"]  # The baselines table's run.
+  columns, _, runs = out["budget"]
+  assert "Multi sim 16×" in columns and len(runs) == 2 * 3 * (2 + 2 * 3)
+  names = {name: overrides for _, name, overrides, _ in runs}
+  multi = names["multi_denoising_deraining_sim_x4_seed0"]
+  assert multi["train.cycles"] == 8 and multi["train.mode"] == "simultaneous"
+  assert multi["clients"] == ["denoising"] * 2 + ["deraining"] * 2
+  assert "train.cycles" not in names["base_denoising_seed0"]
+
+
+@pytest.mark.slow
+def test_transfer_table_from_real_runs_then_resumed(tmp_path, data_dir):
+  """The held-out task's newcomers train through frozen bodies, the donors' exactly."""
+  result = compare(tmp_path, data_dir, "--table=transfer", "--size=tiny", "--tasks=denoising")
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "6 runs, 0 already finished" in result.stdout
+  markdown = (tmp_path / "transfer_tiny.md").read_text()
+  assert ("| task / set | input | initial body | own task's body | other tasks' body | Base | "
+          "other tasks' body − initial body (dB) |") in markdown
+  assert "| denoising / sigma30 |" in markdown and "deraining" not in markdown.split("|---|")[1]
+  assert "held-out validation images" in markdown
+  for body, donor in (("others", "donor_without_denoising_seed0_val"),
+                      ("own", "single_denoising_seed0_val")):
+    _, given = final_state(str(tmp_path / "runs" / donor))
+    _, state = final_state(str(tmp_path / "runs" / f"newcomer_denoising_{body}_seed0_val"))
+    for key, value in flat(state["server"]["body"]).items():
+      assert (value == flat(given["server"]["body"])[key]).all(), (body, key)
+  again = compare(tmp_path, data_dir, "--table=transfer", "--size=tiny", "--tasks=denoising")
+  assert again.returncode == 0 and "6 runs, 6 already finished" in again.stdout

@@ -132,7 +132,7 @@ def test_every_run_of_the_experiment_runner_validates():
   absl flags)."""
   script = ("import compare\n"
             "from tavit_jax.training.config_check import validate\n"
-            "for table in ('baselines', 'ablations', 'privacy', 'systems'):\n"
+            "for table in compare.TABLES:\n"
             "  for size in compare.SIZES:\n"
             "    for run in compare.plan(table, size, 1, None, (), None)[2]:\n"
             "      validate(run.load())\n"
