@@ -177,3 +177,19 @@ def test_transfer_table_from_real_runs_then_resumed(tmp_path, data_dir):
       assert (value == flat(given["server"]["body"])[key]).all(), (body, key)
   again = compare(tmp_path, data_dir, "--table=transfer", "--size=tiny", "--tasks=denoising")
   assert again.returncode == 0 and "6 runs, 6 already finished" in again.stdout
+
+
+def test_difference_table_and_plot_of_the_budget_and_data_limited_tables(tmp_path):
+  row = {"task": "denoising", "eval_set": "sigma30", "input/psnr": [19.0], "input/ssim": [0.3]}
+  values = {"Base 1×": [26.0, 27.0], "Single 1×": [26.5, 26.5], "Multi 1×": [27.0, 28.0],
+            "Base 4×": [28.0], "Single 4×": [], "Multi 4×": [28.5]}
+  row.update({f"{c}/psnr": v for c, v in values.items()})
+  levels = [("alternating", f"{k}×", {"Base": f"Base {k}×", "Single": f"Single {k}×",
+                                      "Multi": f"Multi {k}×"}) for k in (1, 4)]
+  lines = tables.differences_markdown([row], levels)
+  assert lines[2] == ("| task / set | alternating 1×: Multi − Single | alternating 1×: Multi − Base "
+                      "| alternating 4×: Multi − Single | alternating 4×: Multi − Base |")
+  # Per-seed differences: Multi − Single (0.5, 1.5), Multi − Base (1, 1); 4×: no Single.
+  assert lines[-1] == "| denoising / sigma30 | +1.00 ± 0.50 | +1.00 | — | +0.50 |"
+  tables.plot_differences([row], levels, str(tmp_path / "d.png"), "budget")
+  assert (tmp_path / "d.png").stat().st_size > 5_000
