@@ -48,6 +48,9 @@ _MAX_IMAGES = flags.DEFINE_integer("max_images", 3, "test images attacked per ta
 _CROP = flags.DEFINE_integer("crop", 128, "attack each test image's centre crop of this side "
                               "(0: the whole image; the head inversion costs time per patch)")
 _OUT = flags.DEFINE_string("out", None, "output folder (default: <workdir>/privacy_attack)")
+_MERGE = flags.DEFINE_bool("merge", False, "add these attackers to an existing attack.csv in "
+                           "--out: its rows of other attackers are kept (pictures of this run "
+                           "go to attack_<task>_added.png)")
 flags.mark_flags_as_required(["workdir"])
 
 PATCH_MEAN = suite.PATCH_MEAN
@@ -65,7 +68,8 @@ def _score(patches_list, images, p):
   return {k: float(np.mean([s[k] for s in scores])) for k in ("psnr", "ssim")}, first
 
 
-def attack_task(workdir: str, task: str, wire: views.Wire, seed: int, out: str) -> list[dict]:
+def attack_task(workdir: str, task: str, wire: views.Wire, seed: int, out: str,
+                picture_name: str) -> list[dict]:
   """Rows per attacker (and the baseline) on the task's first client, and its picture."""
   trained = sources.from_workdir(workdir, client=task)
   model, p = trained.model(), trained.info["patch_size"]
@@ -97,7 +101,7 @@ def attack_task(workdir: str, task: str, wire: views.Wire, seed: int, out: str) 
                  "seconds": round(result.seconds, 1)})
   h, w = pictures[0].shape[:2]
   report.save_sample_grid([(f"{task} / {eval_name}", images[0][:h, :w], *pictures)],
-                          os.path.join(out, f"attack_{task}.png"),
+                          os.path.join(out, picture_name.format(task=task)),
                           columns=("client input", PATCH_MEAN, *(r.attacker for r in results)))
   return rows
 
@@ -131,6 +135,18 @@ def markdown(rows: list[dict], header: str) -> list[str]:
   return lines
 
 
+def _kept_rows(path: str) -> list[dict]:
+  """The rows of an earlier attack.csv, numbers as floats (empty cells as None)."""
+  if not os.path.exists(path):
+    raise TavitError(f"--merge: {path} does not exist (run the attack without --merge first)")
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  numeric = ("reconstruction/psnr", "reconstruction/ssim", "position_accuracy",
+             "cluster_purity", "train_loss", "seconds")
+  return [{k: (float(v) if v not in ("", None) else None) if k in numeric else v
+           for k, v in r.items()} for r in rows]
+
+
 def _main(argv) -> None:
   no_arguments(argv)
   unknown = set(_ATTACKERS.value) - set(suite.ATTACKERS)
@@ -142,10 +158,16 @@ def _main(argv) -> None:
   out = files.resolve(_OUT.value or os.path.join(workdir, "privacy_attack"))
   os.makedirs(out, exist_ok=True)
   wire = views.Wire.of_run(config)
+  kept = _kept_rows(os.path.join(out, "attack.csv")) if _MERGE.value else []
+  picture_name = "attack_{task}_added.png" if _MERGE.value else "attack_{task}.png"
   started, rows = time.time(), []
   for task in roster.first_of_each_task(config["clients"]):
     print(f"{task}:", flush=True)
-    rows += attack_task(workdir, task, wire, config["seed"], out)
+    new = attack_task(workdir, task, wire, config["seed"], out, picture_name)
+    mine = new + [r for r in kept if r["task"] == task
+                  and r["attacker"] not in (PATCH_MEAN, *_ATTACKERS.value)]
+    order = [PATCH_MEAN, *suite.ATTACKERS]
+    rows += sorted(mine, key=lambda r: order.index(r["attacker"]))
   model = config.get("model", {})
   noise = float(model.get("feature_noise", 0.0))
   header = (f"Attacks on {workdir} (f_H {wire.describe()}"

@@ -53,6 +53,12 @@ def test_every_attacker_runs_and_the_probe_finds_client_side_positions(tmp_path,
   assert "f_H permuted" in (out / "attack.md").read_text()
   assert "(strongest)" in (out / "attack.md").read_text()
   assert (out / "attack_denoising.png").stat().st_size > 10_000
+  # An attacker added later (--merge) replaces its own row and keeps the others.
+  _, merged = attack(workdir, data_dir, "--attackers=set mean", "--merge")
+  assert [r["attacker"] for r in merged] == [r["attacker"] for r in rows]
+  assert [r for r in merged if r["attacker"] != "set mean"] == [
+      r for r in rows if r["attacker"] != "set mean"]
+  assert (out / "attack_denoising_added.png").exists()
   # The client's position embedding travels with the export; inference runs unpermuted.
   exported = tmp_path / "exported"
   export.export(str(workdir), str(exported), client="denoising", platforms=("cpu",))
