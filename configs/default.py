@@ -97,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
       max_images=0,  # 0: every test image.
   ))
   # Only `tavit-flower` reads this: reply_timeout, on_client_failure (wait | proceed), max_wait,
-  # start_timeout, poll_interval (tavit_jax.flower.settings).
+  # start_timeout, poll_interval, chunk_bytes (tavit_jax.flower.settings).
   config.flower = flower_defaults()
   config.lock()
   return config

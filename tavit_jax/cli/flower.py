@@ -108,12 +108,12 @@ def client(worker_class=None) -> None:
   """Serves config.clients[--client_index] as a SuperNode until killed."""
   lines = launch.client_security(FLAGS.superlink, _tls(), _path("auth_key") or "", FLAGS.insecure)
   # pylint: disable-next=g-import-not-at-top
-  from tavit_jax.flower.client_process import ClientWorker, run_client
+  from tavit_jax.flower.client_process import run_client
   config, _, _ = _config()
   _say("client", lines)
   run_client(config, FLAGS.client_index, _path("workdir"), FLAGS.superlink, tls=_tls(),
              auth_key=_path("auth_key") or "", runtime_port=FLAGS.runtime_port,
-             worker_class=worker_class or ClientWorker)
+             worker_class=worker_class)
 
 
 def run() -> int:

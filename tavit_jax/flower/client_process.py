@@ -20,7 +20,12 @@ from multiprocessing.connection import Listener
 from typing import Optional
 
 from tavit_jax.flower import launch, wire
+from tavit_jax.flower.single_round_client import SingleRoundWorker
 from tavit_jax.flower.worker import ClientWorker, log, ProtocolError
+from tavit_jax.training import protocols
+
+# The worker of each protocol tavit-flower deploys, by name.
+WORKERS = {"alternating": ClientWorker, "single_round": SingleRoundWorker}
 
 
 def listen(socket_path: str) -> Listener:
@@ -75,14 +80,16 @@ def _supervise(command: list[str], log_path: str, stopping: threading.Event) -> 
 
 def run_client(config, index: int, workdir: str, superlink: str, *,
                tls: Optional[launch.Tls] = None, auth_key: str = "",
-               runtime_port: int = 0, worker_class=ClientWorker) -> None:
-  """Serves client `index` of `config` until killed."""
+               runtime_port: int = 0, worker_class=None) -> None:
+  """Serves client `index` of `config` until killed (`worker_class`: the protocol's worker
+  unless given)."""
   handler = logging.StreamHandler(sys.stdout)
   handler.setFormatter(logging.Formatter("tavit-client %(levelname)s %(message)s"))
   log.addHandler(handler)
   log.setLevel(logging.INFO)
   log.propagate = False
   os.makedirs(workdir, exist_ok=True)
+  worker_class = worker_class or WORKERS[protocols.select(config.train).name]
   worker = worker_class(config, index, workdir)
   worker.warm_up()
   socket_dir = tempfile.mkdtemp(prefix="tavit-worker-")  # Mode 0700; short (AF_UNIX limit).

@@ -6,7 +6,8 @@ Run config (strings, see `tavit_jax.flower.launch.write_app`):
   workdir    the server's folder: checkpoints, events/steps/wire logs
 
 Rerunning on the same workdir resumes from the latest checkpoint. Clients resume from
-their own; a step a client had already applied is not applied twice.
+their own; a step a client had already applied is not applied twice. Alternating TAViT
+runs here (`_Trainer`); the single round in single_round_server.py.
 """
 
 import logging
@@ -20,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 from tavit_jax import fedavg, roster, schedule as schedule_lib
 from tavit_jax.errors import TavitError
 from tavit_jax.evaluation import communication
-from tavit_jax.flower import settings
+from tavit_jax.flower import settings, single_round_server
 from tavit_jax.flower.exchanges import (Prefetch, get_weights_task, key_list, set_weights_task,
                                         step_task)
 from tavit_jax.flower.fleet import Fleet
@@ -172,10 +173,18 @@ class _Trainer:
     self.records.event("finished", f"finished at step {step}", step=step)
 
 
-def train(grid: Grid, config, workdir: str) -> None:
-  """Runs (or resumes) the schedule of `config` with the clients connected to `grid`."""
+def _alternating(grid: Grid, config, workdir: str) -> None:
   trainer = _Trainer(grid, config, workdir)
   try:
     trainer.train()
   finally:
     trainer.records.close()
+
+
+# The protocols tavit-flower deploys (settings.check refuses the others), by name.
+SERVERS = {"alternating": _alternating, "single_round": single_round_server.train}
+
+
+def train(grid: Grid, config, workdir: str) -> None:
+  """Runs (or resumes) the schedule of `config` with the clients connected to `grid`."""
+  SERVERS[protocols.select(config.train).name](grid, config, workdir)

@@ -28,6 +28,8 @@ def flower_defaults() -> ml_collections.ConfigDict:
       max_wait=600.0,  # Seconds to wait for a failed client before the run stops.
       start_timeout=300.0,  # Seconds to wait for every client to join at the start.
       poll_interval=0.05,  # Seconds between two pulls of replies from the SuperLink.
+      # Single round: most array bytes per message (under gRPC's 2 GiB; chunks.py says why).
+      chunk_bytes=256 * 2**20,
   ))
 
 
@@ -45,7 +47,7 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   from tavit_jax.training import protocols  # pylint: disable=g-import-not-at-top  # JAX.
   if not protocols.select(config.train).over_flower:
     raise TavitError("tavit-flower deploys alternating TAViT (permuted and punched tokens "
-                     "included); train.token_mix, single_round, simultaneous and the "
+                     "included) and the single round; train.token_mix, simultaneous and the "
                      "baselines run in tavit-train only")
   return config
 
@@ -72,4 +74,6 @@ def parse_overrides(text: str) -> dict:
 
 def fingerprint(config: ml_collections.ConfigDict) -> str:
   values = {dotted: config_files.lookup(config, dotted) for dotted in SHARED_FIELDS}
+  if "single_round" in config.train:  # Its phase lengths (earlier fingerprints unchanged).
+    values["train.single_round"] = config_files.lookup(config, "train.single_round")
   return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]

@@ -19,6 +19,11 @@ MESSAGE_TYPES = {
     "update": "train.update",  # Step 5: here is ∂L/∂f_H, step the head and tail.
     "get_weights": "query.get_weights",  # FedAvg: send head and tail.
     "set_weights": "train.set_weights",  # FedAvg: take the same-task mean.
+    # The single round (docs/design.md §4.4): rows of the token sets up, rows of the body down,
+    # and whether fine-tuning has finished.
+    "upload": "query.upload",
+    "download": "train.download",
+    "status": "query.status",
 }
 KINDS = {message_type: kind for kind, message_type in MESSAGE_TYPES.items()}
 

@@ -226,6 +226,8 @@ def _flower(config) -> None:
   for key in ("reply_timeout", "start_timeout", "poll_interval"):
     _number(config, f"flower.{key}", 0.0, low_open=True, what="a finite positive number of seconds")
   _number(config, "flower.max_wait", 0.0, what="a finite number of seconds >= 0")
+  if "chunk_bytes" in config.flower:
+    _integer(config, "flower.chunk_bytes", low=1)
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -5,8 +5,11 @@
    which every client builds from the run's seed itself (our stand-in body: no message);
    no FedAvg, which would be a message.
 2. upload: each client sends, once, `upload_batches` batches of f_H from its head (frozen
-   from here on for what it sent), every sample's tokens in a fresh order from the client's
-   own key (p-FeSTA's permutation, docs/design.md §4.2; needs `model.pos_emb=none` or `client`). The server
+   from here on for what it sent), every sample's tokens in a fresh order and its f_H noise
+   (`model.feature_noise`) from the client's private secret (p-FeSTA's permutation,
+   docs/design.md §4.2; needs `model.pos_emb=none` or `client`). In-process the secret is
+   `simulated_secret(seed, k)`; over Flower each client draws its own and keeps it in its
+   workdir (a client given the simulated one uploads exactly what this run does). The server
    keeps them in `state['server']['uploaded']`: the only client data it ever holds. The
    order hides no positions: each token carries the head's position embedding, so a server
    that can run the head on images of its own puts the tokens back in order and inverts
@@ -18,10 +21,13 @@
 """
 
 import dataclasses
+import functools
+import hashlib
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from tavit_jax import protocol, schedule as schedule_lib
@@ -34,7 +40,6 @@ from tavit_jax.training.protocols.base import Protocol
 
 class SingleRound(Protocol):
   name = "single_round"
-  over_flower = False
 
   def phases(self, train, num_clients):
     del num_clients
@@ -69,6 +74,47 @@ class SingleRound(Protocol):
     per_client = communication.single_round_bytes(model, config, config.train.wire_dtype)
     return communication.single_round_table(per_client, len(config.clients),
                                             config.train.wire_dtype)
+
+
+def next_rng(kind: str, rng, num_clients: int):
+  """(the RNG after one step of a `kind` phase, that step's per-client keys or None): the
+  run's one stream, which over Flower every process replays from the seed."""
+  if kind == "dino":
+    return dino_keys(rng)[0], None
+  return protocol.step_keys(rng, num_clients)
+
+
+def dino_keys(rng):
+  """(next RNG, sample key, view key) of one DINO step."""
+  return jax.random.split(rng, 3)
+
+
+def simulated_secret(seed: int, client: int) -> int:
+  """Client `client`'s private 128-bit secret as the in-process run stands it in (a Flower
+  client draws its own and keeps it in its workdir; the server never sees it)."""
+  digest = hashlib.sha256(f"tavit single round secret {seed} {client}".encode()).digest()
+  return int.from_bytes(digest[:16], "little")
+
+
+def secret_key(secret: int):
+  """The PRNG key of a 128-bit secret (its four 32-bit words folded in)."""
+  key = jax.random.PRNGKey(0)
+  for word in range(4):
+    key = jax.random.fold_in(key, np.uint32((secret >> (32 * word)) & 0xFFFFFFFF))
+  return key
+
+
+def upload_tokens(model: Model, head, x, timestep_key, secret, step, send=lambda a: a):
+  """One batch of a client's upload, (B, N, C): f_H of its frozen head at global `step`,
+  noised (`model.feature_noise`) and each sample's tokens shuffled from its `secret` key,
+  so the server can neither subtract the noise nor read the order."""
+  private = jax.random.fold_in(secret, step)
+  batch = x.shape[0]
+  f_h, _ = model.head_apply(head, x, model.timesteps(timestep_key, batch),
+                            protocol.noise_key(private))
+  num_tokens = f_h.shape[1] * f_h.shape[2]
+  order = protocol.token_permutations(protocol.permutation_key(private), batch, num_tokens)
+  return send(protocol.permute_tokens(f_h, order)).reshape(batch, num_tokens, f_h.shape[-1])
 
 
 def view_sizes(settings, num_tokens: int) -> tuple[int, ...]:
@@ -107,19 +153,13 @@ def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phase
   num_tokens = side * side
   sizes = view_sizes(settings, num_tokens)
   projection_head = dino.ProjectionHead(settings.prototypes)
-  send = protocol.sender(wire_dtype)
+  client_tokens = functools.partial(upload_tokens, model, send=protocol.sender(wire_dtype))
+  secrets = jnp.stack([secret_key(simulated_secret(config.seed, k)) for k in range(num_clients)])
 
   def upload(state, batch):
-    rng, keys = protocol.step_keys(state["rng"], num_clients)
-
-    def client_tokens(head, x, key):
-      f_h, _ = model.head_apply(head, x, model.timesteps(key[0], batch_size),
-                                protocol.noise_key(key[0]))
-      order = protocol.token_permutations(protocol.permutation_key(key[0]), batch_size,
-                                          num_tokens)
-      return send(protocol.permute_tokens(f_h, order)).reshape(batch_size, num_tokens, width)
-
-    tokens = jax.vmap(client_tokens)(state["clients"]["head"], batch["input"], keys)
+    rng, keys = next_rng("upload", state["rng"], num_clients)
+    tokens = jax.vmap(client_tokens, in_axes=(0, 0, 0, 0, None))(
+        state["clients"]["head"], batch["input"], keys[:, 0], secrets, state["step"])
     offset = (state["step"] - upload_start) * batch_size
     uploaded = jax.lax.dynamic_update_slice_in_dim(state["server"]["uploaded"], tokens, offset,
                                                    axis=1)
@@ -135,7 +175,7 @@ def make_steps(model: Model, config: ml_collections.ConfigDict, server_tx, phase
   def dino_step(state, batch=None):
     del batch  # The server reads only what was uploaded.
     server, d = state["server"], state["server"]["dino"]
-    rng, sample_key, view_key = jax.random.split(state["rng"], 3)
+    rng, sample_key, view_key = dino_keys(state["rng"])
     pool = server["uploaded"].reshape(-1, num_tokens, width)
     tokens = pool[jax.random.randint(sample_key, (settings.dino_batch,), 0, pool.shape[0])]
     views = dino.token_views(view_key, tokens, sizes)

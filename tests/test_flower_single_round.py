@@ -1,0 +1,212 @@
+"""The single round over Flower (docs/design.md §4.4, §7): chunked transfers, the server's
+upload store, byte accounting, and one end-to-end run on real processes (SuperLink,
+SuperNodes, client workers on loopback) that forces several upload and download messages,
+kills the server during self-distillation, and ends with the in-process run's parameters."""
+
+import concurrent.futures
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from jax.flatten_util import ravel_pytree
+
+from tavit_jax import models
+from tavit_jax.evaluation import communication
+from tavit_jax.flower import chunks, launch, settings, wire
+from tavit_jax.flower.fleet import Rejected
+from tavit_jax.flower.records import read_jsonl
+from tavit_jax.flower.single_round_client import SingleRoundWorker
+from tavit_jax.flower.single_round_server import initial_state
+from tavit_jax.flower.upload_store import UploadStore
+from tavit_jax.training import protocols, state as state_lib
+from tavit_jax.training.checkpoints import Checkpoints
+from tavit_jax.training.loop import train_and_evaluate
+from tavit_jax.training.protocols import single_round
+from test_flower import events, RTOL, ATOL, RUN_TIMEOUT, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "single_round.py") + ":tiny"
+SHAPE = (4, 64, 32)  # The tiny config's upload: 2 batches of 2 samples, 8x8 tokens of width 32.
+
+
+def test_row_ranges_cover_an_array_in_messages_under_the_limit():
+  assert chunks.row_ranges(10, 100, 300) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+  assert chunks.row_ranges(3, 100, 10) == [(0, 1), (1, 2), (2, 3)]  # A row at least.
+  assert chunks.row_ranges(3, 100, 2**31) == [(0, 3)]
+  array = np.arange(4 * 64 * 32, dtype=np.float32).reshape(SHAPE)
+  ranges = chunks.array_ranges(array.shape, array.dtype, 9000)  # 8192 B a row: one each.
+  assembly = chunks.Assembly(array.shape, ranges)
+  for start, stop in reversed(ranges):  # In any order.
+    assert not assembly.complete()
+    assembly.add(start, stop, array[start:stop])
+  np.testing.assert_array_equal(assembly.value(), array)
+
+
+def _store(tmp_path, chunk_bytes=9000):
+  return UploadStore(str(tmp_path / "uploads"), 2, SHAPE, chunk_bytes)
+
+
+def _files(tmp_path):
+  folder = tmp_path / "uploads"
+  return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_the_store_keeps_uploads_on_disk_for_a_restarted_server(tmp_path):
+  tokens = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
+  store = _store(tmp_path)
+  assert len(store.ranges) == 4
+  for start, stop in store.ranges[:3]:
+    store.add(1, start, stop, tokens[start:stop])
+  restarted = _store(tmp_path)
+  assert restarted.missing(1) == [(3, 4)] and restarted.missing(0) == store.ranges
+  restarted.add(1, 3, 4, tokens[3:])
+  assert restarted.complete_clients() == [1]
+  np.testing.assert_array_equal(restarted.tokens([1])[0], tokens)
+
+
+@pytest.mark.parametrize("client,rows,array,reason", [
+    (0, (0, 1), np.zeros((1, 64, 32), np.float64), "dtype float64"),
+    (0, (0, 1), np.zeros((2, 64, 32), np.float32), "shape (2, 64, 32)"),
+    (0, (0, 1), np.full((1, 64, 32), np.nan, np.float32), "non-finite"),
+    (0, (0, 2), np.zeros((2, 64, 32), np.float32), "rows 0:2 are not a chunk"),
+    (0, (1, 2), np.zeros((1, 64, 32), np.float32), "rows 1:2 were already received"),
+    (5, (0, 1), np.zeros((1, 64, 32), np.float32), "client 5, which is not in this run"),
+    (0, (0, 1), None, "no 'rows 0:1' was sent"),
+])
+def test_a_malformed_or_duplicate_upload_is_refused_and_the_store_is_unchanged(
+    tmp_path, client, rows, array, reason):
+  store = _store(tmp_path)
+  held = np.ones((1, 64, 32), np.float32)
+  store.add(0, 1, 2, held)
+  before = _files(tmp_path), store.missing(0), store.missing(1)
+  with pytest.raises(Rejected, match=re.escape(reason)) as refusal:
+    store.add(client, *rows, array)
+  assert "\n" not in str(refusal.value)  # One line.
+  assert (_files(tmp_path), store.missing(0), store.missing(1)) == before
+  np.testing.assert_array_equal(_store(tmp_path)._uploads[0].parts[(1, 2)], held)  # pylint: disable=protected-access
+
+
+def test_the_chunks_carry_exactly_the_predicted_bytes():
+  """What the server logs per client (the arrays of its messages) is the communication
+  table's prediction, however many messages the chunk size makes."""
+  config = settings.load_config(CONFIG)
+  model = models.build(config.model, config.data.patch_size)
+  predicted = communication.single_round_bytes(model, config, "float32")
+  body = model.init_body(jax.random.PRNGKey(0))
+  vector = np.asarray(ravel_pytree(body)[0], np.float32)
+  for chunk_bytes in (9000, 3000, 2**28):
+    up = [np.zeros((b - a, *SHAPE[1:]), np.float32)
+          for a, b in chunks.array_ranges(SHAPE, np.float32, chunk_bytes)]
+    down = [vector[a:b] for a, b in chunks.array_ranges(vector.shape, np.float32, chunk_bytes)]
+    sizes = lambda arrays, name: sum(  # As wire.array_sizes counts a message's arrays.
+        int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for arrays_ in arrays
+        for a in wire.content({}, {name: arrays_}).array_records["arrays"].values())
+    assert sizes(up, "tokens") == predicted["upload_bytes"]
+    assert sizes(down, "body") == predicted["download_bytes"]
+
+
+def _in_process(config, workdir):
+  """tavit-train's single round, then its final state (with the single round's extras)."""
+  train_and_evaluate(config, workdir)
+  model = models.build(config.model, config.data.patch_size)
+  chosen = protocols.select(config.train)
+  client_tx, server_tx = state_lib.optimizers(
+      config.train, chosen.phases(config.train, len(config.clients)))
+  like = jax.eval_shape(lambda: chosen.init_state(model, config, state_lib.init_state(
+      model, list(config.clients), client_tx, server_tx, jax.random.PRNGKey(config.seed)),
+                                                  server_tx))
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"))
+  state, _ = checkpoints.restore(checkpoints.latest_step(), like)
+  checkpoints.close()
+  return state
+
+
+def _flower_server(config, server_dir):
+  model = models.build(config.model, config.data.patch_size)
+  phases = protocols.make_schedule(config.train, len(config.clients))
+  _, server_tx = state_lib.optimizers(config.train, phases)
+  like = jax.eval_shape(lambda: initial_state(model, config, server_tx, phases))
+  checkpoints = Checkpoints(os.path.join(server_dir, "checkpoints"))
+  state, _ = checkpoints.restore(checkpoints.latest_step(), like)
+  checkpoints.close()
+  return state
+
+
+def _assert_close(actual, expected, what):
+  """As test_flower's, except the attention keys' biases: they shift every score of a query
+  alike, which the softmax removes, so their gradient is zero but for float rounding and
+  Adam's normalised steps of that rounding are all they hold (no output depends on them)."""
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual),
+                          jax.tree_util.tree_leaves(expected), strict=True):
+    name = jax.tree_util.keystr(path)
+    if "['key']['bias']" not in name:
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL,
+                                 err_msg=what + name)
+
+
+@pytest.mark.slow
+def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp_path):
+  """Two clients; uploads in 4 messages and the body in 3 (a small `flower.chunk_bytes`);
+  the SuperLink with its ServerApp killed during self-distillation and restarted, which
+  asks no client to upload again. Each client holds the in-process run's simulated secret,
+  so both runs draw the same token orders; the bytes logged are the predicted ones."""
+  dino_steps, every = 600, 50
+  changes = {"data.data_dir": data_dir, "clients": ["denoising", "deraining"],
+             "flower.chunk_bytes": 9000, "flower.reply_timeout": 45.0,
+             "train.single_round.dino_steps": dino_steps, "train.checkpoint_every": every}
+  config = settings.load_config(CONFIG, changes)
+  dino = next(p for p in protocols.make_schedule(config.train, 2) if p.kind == "dino")
+  jax_cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
+                              jax_cache) as deployment, \
+      concurrent.futures.ThreadPoolExecutor(1) as pool:
+    for k in range(2):
+      os.makedirs(deployment.client_dir(k))
+      with open(os.path.join(deployment.client_dir(k), "permutation_secret"), "w") as f:
+        f.write(str(single_round.simulated_secret(config.seed, k)))
+    deployment.start()
+    deployment.start_run()
+    reference = pool.submit(_in_process, config, str(tmp_path / "in_process"))  # Meanwhile.
+    checkpoints = os.path.join(deployment.server_dir, "checkpoints")
+    distilling = lambda: any(name.isdigit() and dino.start < int(name) < dino.end
+                             for name in os.listdir(checkpoints)) if os.path.isdir(checkpoints) else False
+    wait_until(distilling, RUN_TIMEOUT, "a checkpoint during self-distillation", deployment)
+    deployment.stop_superlink(kill=True)
+    launch.stop(deployment.run_process)  # `flwr run` lost its SuperLink.
+    deployment.start_superlink()
+    deployment.start_run()
+    code = deployment.wait_run(RUN_TIMEOUT)
+    with open(deployment.log("run")) as f:
+      assert code == 0, f.read()[-3000:]
+    resumed = events(deployment, "resumed_server")
+    assert len(resumed) == 1 and dino.start < resumed[0]["step"] < dino.end, resumed
+    assert len(events(deployment, "upload")) == 1  # Asked once, before the restart.
+    assert sorted(e["client"] for e in events(deployment, "client_finished")) == [0, 1]
+    assert events(deployment, "finished")
+    wire_rows = read_jsonl(os.path.join(deployment.server_dir, "wire.jsonl"))
+    up = [r for r in wire_rows if r["step"] == "upload"]
+    down = [r for r in wire_rows if r["step"] == "download"]
+    assert sorted(r["client"] for r in up) == sorted(r["client"] for r in down) == [0, 1]
+    for row in up:
+      assert row["up_payload"] == row["up_predicted"] and row["up_messages"] >= 4, row
+    for row in down:
+      assert row["down_payload"] == row["down_predicted"] and row["down_messages"] == 3, row
+    expected = reference.result()
+    server = _flower_server(config, deployment.server_dir)
+    assert int(server["step"]) == dino.end
+    _assert_close(server["server"]["body"], expected["server"]["body"], "body")
+    _assert_close(server["server"]["dino"], expected["server"]["dino"], "dino")
+    for k in range(2):
+      worker = SingleRoundWorker(config, k, deployment.client_dir(k))
+      want = jax.tree_util.tree_map(lambda a, k=k: a[k], expected["clients"])
+      for part in ("head", "tail", "opt"):
+        _assert_close(worker.state[part], want[part], f"client {k} {part}")
+      _assert_close(worker.state["body"], expected["server"]["body"], f"client {k} body")
+      worker.checkpoints.close()
