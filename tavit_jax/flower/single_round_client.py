@@ -109,12 +109,14 @@ class SingleRoundWorker:
     start, end = self.bounds[kind]
     every = self.config.train.checkpoint_every
     for step in range(max(self.meta["step"], start), end):
-      with self.lock:
+      with self.lock:  # Only this thread steps; the lock keeps a save's state and data in step.
         batch = next(self.data)
-        s = self.state
-        head, tail, opt, _ = self._client_step(s["head"], s["tail"], s["opt"], s["body"],
-                                               batch["input"], batch["target"], self.keys[step][self.index],
-                                               True, self.task)
+      s = self.state
+      head, tail, opt, _ = self._client_step(s["head"], s["tail"], s["opt"], s["body"],
+                                             batch["input"], batch["target"],
+                                             self.keys[step][self.index], True, self.task)
+      jax.block_until_ready(head)
+      with self.lock:
         self.state = dict(s, head=head, tail=tail, opt=opt)
         self.meta = dict(self.meta, step=step + 1)
         if step + 1 == end or (step + 1) % every == 0:
@@ -128,15 +130,17 @@ class SingleRoundWorker:
     else:
       with self.lock:
         batches = [next(self.data) for _ in range(start, end)]
-        tokens = [self._upload(self.state["head"], b["input"], self.keys[step][self.index, 0],
-                               self.secret, jnp.int32(step))
-                  for step, b in zip(range(start, end), batches)]
-        self.uploaded = np.concatenate([np.asarray(t, np.float32) for t in tokens])
-        with open(self.upload_path + ".tmp", "wb") as f:
-          np.save(f, self.uploaded)
-        os.replace(self.upload_path + ".tmp", self.upload_path)
+      tokens = [self._upload(self.state["head"], b["input"], self.keys[step][self.index, 0],
+                             self.secret, jnp.int32(step))
+                for step, b in zip(range(start, end), batches)]
+      uploaded = np.concatenate([np.asarray(t, np.float32) for t in tokens])
+      with open(self.upload_path + ".tmp", "wb") as f:
+        np.save(f, uploaded)
+      os.replace(self.upload_path + ".tmp", self.upload_path)
+      with self.lock:
         self.meta = dict(self.meta, step=end)
         self._save()
+      self.uploaded = uploaded
     with self.changed:
       self.changed.notify_all()
     log.info("client %d: upload ready (%d token sets)", self.index, len(self.uploaded))
