@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 from tavit_jax import models, protocol, roster
 from tavit_jax.data import pipeline
 from tavit_jax.flower import chunks, settings
-from tavit_jax.flower.worker import _permutation_secret, client_init, log, ProtocolError
+from tavit_jax.flower.worker import client_init, log, permutation_secret, ProtocolError
 from tavit_jax.training import protocols, state as state_lib, step_parts
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.protocols import single_round
@@ -66,7 +66,7 @@ class SingleRoundWorker:
                                   step_parts.StepOptions.from_config(config, "loop"))
     self._client_step = jax.jit(parts.client_one)
     self._upload = jax.jit(functools.partial(single_round.upload_tokens, self.model))
-    self.secret = single_round.secret_key(_permutation_secret(workdir))
+    self.secret = single_round.secret_key(permutation_secret(workdir))
     data = config.data
     self.data = iter(pipeline.train_dataset(
         self.client, suite=data.suite, batch_size=data.batch_size, patch_size=data.patch_size,

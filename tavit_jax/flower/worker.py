@@ -45,7 +45,7 @@ def client_init(model: models.Model, client_tasks: Sequence[str], index: int,
   return {"head": head, "tail": tail, "opt": tx.init({"head": head, "tail": tail})}
 
 
-def _permutation_secret(workdir: str) -> int:
+def permutation_secret(workdir: str) -> int:
   """The client's private seed of its token permutations, made once and kept in its workdir
   (readable by this user only)."""
   path = os.path.join(workdir, "permutation_secret")
@@ -78,7 +78,7 @@ class ClientWorker:
     self.feature_dtype = protocol.feature_dtype(self.model)
     self.permute = protocol.check_permutation(config.train.permute_tokens, config.model.pos_emb)
     self.noised = self.model.feature_noise > 0
-    self._secret = _permutation_secret(workdir) if self.permute or self.noised else None
+    self._secret = permutation_secret(workdir) if self.permute or self.noised else None
     self.token_keep = protocol.check_token_keep(config.train.token_keep, config.model.mask_token)
     self.sent_shape = protocol.sent_shape(self.token_shape, self.token_keep)
     tx, _ = state_lib.optimizers(config.train, protocols.make_schedule(config.train, len(tasks)))
