@@ -84,8 +84,26 @@ def stats(workdir: str) -> dict:
   return out
 
 
-def summarize(workdir: str) -> str:
+def _transfers(workdir: str) -> list[str]:
+  """The single round's one upload and one download: per client, logged against predicted."""
+  wire = read_jsonl(os.path.join(workdir, "wire.jsonl"))
+  steps = [s for s in read_jsonl(os.path.join(workdir, "steps.jsonl")) if s["phase"] == "dino"]
   lines = []
+  for name, direction in (("upload", "up"), ("download", "down")):
+    rows = [r for r in wire if r["step"] == name and f"{direction}_predicted" in r]
+    if rows:
+      payload = sorted({r[f"{direction}_payload"] for r in rows})
+      predicted = sorted({r[f"{direction}_predicted"] for r in rows})
+      lines.append(f"{name}: {len(rows)} clients, {payload} B each ({predicted} predicted), "
+                   f"{max(r[f'{direction}_messages'] for r in rows)} messages at most (held requests included)")
+  if steps:
+    lines.append(f"self-distillation: {len(steps)} steps, median "
+                 f"{float(np.median([s['seconds'] for s in steps])):.2f} s/step")
+  return lines
+
+
+def summarize(workdir: str) -> str:
+  lines = _transfers(workdir)
   for phase, s in stats(workdir).items():
     lines.append(
         f"{phase} phase: {s['steps']} steps, median {s['median_seconds']:.2f} s/step; per client "
