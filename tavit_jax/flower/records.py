@@ -95,7 +95,8 @@ def _transfers(workdir: str) -> list[str]:
       payload = sorted({r[f"{direction}_payload"] for r in rows})
       predicted = sorted({r[f"{direction}_predicted"] for r in rows})
       lines.append(f"{name}: {len(rows)} clients, {payload} B each ({predicted} predicted), "
-                   f"{max(r[f'{direction}_messages'] for r in rows)} messages at most (held requests included)")
+                   f"{max(r[f'{direction}_messages'] for r in rows)} messages at most "
+                   "(held requests included)")
   if steps:
     lines.append(f"self-distillation: {len(steps)} steps, median "
                  f"{float(np.median([s['seconds'] for s in steps])):.2f} s/step")
