@@ -241,3 +241,11 @@ def test_a_wire_dtype_flower_does_not_send_is_refused_up_front():
 def test_what_flower_does_not_deploy_is_refused_up_front(override):
   with pytest.raises(TavitError, match="run in tavit-train only"):
     settings.load_config(CONFIG, override)
+
+
+@pytest.mark.parametrize("override", [{"data.train_images": 2}, {"data.eval_split": "validation"},
+                                      {"train.body_from": "elsewhere"}])
+def test_study_options_of_tavit_train_are_refused_up_front(override):
+  (dotted, value), = override.items()
+  with pytest.raises(TavitError, match=f"{dotted}={value!r} is a tavit-train study option"):
+    settings.load_config(CONFIG, override)

@@ -44,6 +44,15 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.train.wire_dtype != "float32":
     raise TavitError(f"tavit-flower sends float32 features and gradients; train.wire_dtype="
                      f"{config.train.wire_dtype!r} is simulated by tavit-train only")
+  simulated_only = {"data.train_images": 0, "data.eval_split": "test", "train.body_from": None}
+  for dotted, default in simulated_only.items():
+    section, name = dotted.split(".")
+    value = config[section].get(name, default)
+    if value not in (default, ""):
+      raise TavitError(f"{dotted}={value!r} is a tavit-train study option (a deployment's "
+                       f"clients hold all their images, start from the body at its "
+                       f"initialisation and score the test images); leave it out for "
+                       f"tavit-flower")
   from tavit_jax.training import protocols  # pylint: disable=g-import-not-at-top  # JAX.
   if not protocols.select(config.train).over_flower:
     raise TavitError("tavit-flower deploys alternating TAViT (permuted and punched tokens "
