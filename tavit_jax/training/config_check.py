@@ -193,9 +193,6 @@ def _train(config, clients: list[str]) -> None:
     if not isinstance(body_from, str) or not body_from:
       raise TavitError(f"train.body_from must be a workdir or checkpoint folder, or None, "
                        f"not {body_from!r}")
-    if train.mode == "single_round":
-      raise TavitError("train.body_from needs train.mode=alternating, simultaneous or "
-                       "end_to_end (the single round trains its body by DINO from the start)")
   # train.mode and train.token_mix name a protocol; it refuses what it cannot run (e.g.
   # single_round's positions, cutmix's groups) and lays out the phases.
   chosen = protocols.select(train)

@@ -55,6 +55,9 @@ class SingleRound(Protocol):
     if config.model.pos_emb == "server":
       raise TavitError("train.mode=single_round uploads permuted tokens, which needs "
                        "model.pos_emb=none or client (the body must have no positions)")
+    if config.train.get("body_from") is not None:
+      raise TavitError("train.body_from needs train.mode=alternating, simultaneous or "
+                       "end_to_end (the single round trains its body by DINO from the start)")
 
   def init_state(self, model, config, state, server_tx):
     return init(model, state, config, server_tx, jax.random.PRNGKey(config.seed + 1))
