@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+import fake_devices
+
 from tavit_jax import files
 from tavit_jax.serving import sources
 
@@ -18,17 +20,9 @@ CLIENTS = [f"denoising_{i}" for i in range(4)] + [f"deraining_{i}" for i in rang
 
 pytestmark = pytest.mark.slow
 
-# Fake CPU devices are threads: on a loaded 2-core machine they can reach an all-reduce
-# further apart than XLA's default collective timeout, and XLA then aborts the process
-# (a check failure in AwaitAndLogIfStuck, seen twice at load 8-30 on 2026-12-07). These
-# tests check equality, not speed: let a collective wait 10 min.
-PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
-
 
 def launch(workdir, data_dir, devices: int, processes: int) -> list[subprocess.CompletedProcess]:
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
-             f"{PATIENT_COLLECTIVES}",
-             JAX_PLATFORMS="cpu", TAVIT_DATA_DIR=data_dir)
+  env = fake_devices.cpu_env(devices, TAVIT_DATA_DIR=data_dir)
   command = [sys.executable, "-m", "tavit_jax.cli.train", "--config=configs/distributed_tiny.py",
              f"--workdir={workdir}"]
   if processes > 1:

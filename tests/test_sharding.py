@@ -7,18 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-
-# Fake CPU devices are threads: on a loaded 2-core machine they can reach an all-reduce
-# further apart than XLA's default collective timeout, and XLA then aborts the process
-# (a check failure in AwaitAndLogIfStuck, seen twice at load 8-30 on 2026-12-07). These
-# tests check equality, not speed: let a collective wait 10 min.
-PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
+import fake_devices
 
 
 def _run(devices: int, out_path) -> dict:
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
-             f"{PATIENT_COLLECTIVES}",
-             JAX_PLATFORMS="cpu")
+  env = fake_devices.cpu_env(devices)
   subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "sharded_steps_run.py"),
                   str(out_path)], check=True, env=env, cwd=os.path.dirname(__file__))
   return dict(np.load(out_path))
