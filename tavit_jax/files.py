@@ -38,6 +38,13 @@ def read_json(path: str):
     raise TavitError(f"{path}: not valid JSON ({e})") from None
 
 
+def write_json_atomic(path: str, value) -> None:
+  """`value` as JSON at `path`, whole or not at all (a killed process leaves the old file)."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
   """{'a': {'b': x}} -> {'a/b': x} as numpy arrays (Flax names never hold '/')."""
   flat = {}

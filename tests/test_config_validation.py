@@ -50,6 +50,8 @@ BAD = [
     ({"train.body_from": ""}, "train.body_from must be a workdir or checkpoint folder"),
     ({"train.body_from": "/tmp", "train.mode": "single_round", "model.pos_emb": "client"},
      "train.body_from needs train.mode=alternating, simultaneous or end_to_end"),
+    ({"train.token_keep": 0.5, "model.mask_token": True, "train.mode": "single_round",
+      "model.pos_emb": "client"}, "train.token_keep < 1 is not applied by train.mode=single_round"),
     ({"seed": -1}, "seed must be a non-negative integer, not -1"),
     ({"train.mode": "federated"}, "train.mode must be one of"),
     ({"model.pos_emb": "sinusoidal"}, "model.pos_emb must be one of ('server', 'client', 'none')"),

@@ -1,11 +1,13 @@
 """The single round over Flower (docs/design.md §4.4, §7): chunked transfers, the server's
 upload store, byte accounting, and one end-to-end run on real processes (SuperLink,
 SuperNodes, client workers on loopback) that forces several upload and download messages,
-kills the server during self-distillation, and ends with the in-process run's parameters."""
+has a client die in local training and another in fine-tuning, kills the server during
+self-distillation, and ends with the in-process run's parameters and results table."""
 
 import concurrent.futures
 import os
 import re
+import threading
 
 import jax
 import numpy as np
@@ -18,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from tavit_jax import models
 from tavit_jax.evaluation import communication
-from tavit_jax.flower import chunks, launch, settings, wire
+from tavit_jax.flower import chunks, client_results, launch, settings, wire
 from tavit_jax.flower.fleet import Rejected
 from tavit_jax.flower.records import read_jsonl
 from tavit_jax.flower.single_round_client import SingleRoundWorker
@@ -28,10 +30,12 @@ from tavit_jax.training import protocols, state as state_lib
 from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.loop import train_and_evaluate
 from tavit_jax.training.protocols import single_round
+from flower_crashing_client import CRASH_CODE
 from test_flower import events, RTOL, ATOL, RUN_TIMEOUT, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "single_round.py") + ":tiny"
+CRASHING_CLIENT = os.path.join(ROOT, "tests", "flower_crashing_client.py")
 SHAPE = (4, 64, 32)  # The tiny config's upload: 2 batches of 2 samples, 8x8 tokens of width 32.
 
 
@@ -112,8 +116,9 @@ def test_the_chunks_carry_exactly_the_predicted_bytes():
 
 
 def _in_process(config, workdir):
-  """tavit-train's single round, then its final state (with the single round's extras)."""
-  train_and_evaluate(config, workdir)
+  """tavit-train's single round: its final state (with the single round's extras) and the
+  rows of its last evaluation."""
+  rows = train_and_evaluate(config, workdir)
   model = models.build(config.model, config.data.patch_size)
   chosen = protocols.select(config.train)
   client_tx, server_tx = state_lib.optimizers(
@@ -124,7 +129,24 @@ def _in_process(config, workdir):
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"))
   state, _ = checkpoints.restore(checkpoints.latest_step(), like)
   checkpoints.close()
-  return state
+  return state, [r for r in rows if r["phase"] == rows[-1]["phase"]]
+
+
+def _start_crashing_client(deployment, k: int, crash_in: str) -> None:
+  """Client k as tests/flower_crashing_client.py, dying once where `crash_in` says."""
+  deployment.clients[k] = launch.start(deployment.client_command(k, (CRASHING_CLIENT,)),
+                                       deployment.log(f"client{k}"),
+                                       {**deployment.env, "TAVIT_TEST_CRASH_IN": crash_in})
+
+
+def _restart_when_dead(deployment, crash_in: dict, stopping: threading.Event,
+                       exits: list) -> None:
+  """Starts a client process again when it has died (its exit code into `exits`)."""
+  while not stopping.wait(0.5):
+    for k, process in list(deployment.clients.items()):
+      if process.poll() is not None:
+        exits.append((k, process.returncode))
+        _start_crashing_client(deployment, k, crash_in[k])
 
 
 def _flower_server(config, server_dir):
@@ -153,9 +175,11 @@ def _assert_close(actual, expected, what):
 @pytest.mark.slow
 def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp_path):
   """Two clients; uploads in 4 messages and the body in 3 (a small `flower.chunk_bytes`);
-  the SuperLink with its ServerApp killed during self-distillation and restarted, which
-  asks no client to upload again. Each client holds the in-process run's simulated secret,
-  so both runs draw the same token orders; the bytes logged are the predicted ones."""
+  client 0 dies in local training and client 1 in fine-tuning (tests/flower_crashing_client.py)
+  and both are started again; the SuperLink with its ServerApp killed during
+  self-distillation and restarted, which asks no client to upload again. Each client holds
+  the in-process run's simulated secret, so both runs draw the same token orders; the bytes
+  logged are the predicted ones; the clients' scores make tavit-train's results table."""
   dino_steps, every = 600, 50
   changes = {"data.data_dir": data_dir, "clients": ["denoising", "deraining"],
              "flower.chunk_bytes": 9000, "flower.reply_timeout": 45.0,
@@ -171,7 +195,14 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
       os.makedirs(deployment.client_dir(k))
       with open(os.path.join(deployment.client_dir(k), "permutation_secret"), "w") as f:
         f.write(str(single_round.simulated_secret(config.seed, k)))
-    deployment.start()
+    deployment.start_superlink()
+    crash_in = {0: "local", 1: "finetune"}
+    for k in range(2):
+      _start_crashing_client(deployment, k, crash_in[k])
+    exits, stopping = [], threading.Event()
+    restarter = threading.Thread(target=_restart_when_dead,
+                                 args=(deployment, crash_in, stopping, exits))
+    restarter.start()
     deployment.start_run()
     reference = pool.submit(_in_process, config, str(tmp_path / "in_process"))  # Meanwhile.
     checkpoints = os.path.join(deployment.server_dir, "checkpoints")
@@ -182,9 +213,14 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
     launch.stop(deployment.run_process)  # `flwr run` lost its SuperLink.
     deployment.start_superlink()
     deployment.start_run()
-    code = deployment.wait_run(RUN_TIMEOUT)
+    try:
+      code = deployment.wait_run(RUN_TIMEOUT)
+    finally:
+      stopping.set()
+      restarter.join()
     with open(deployment.log("run")) as f:
       assert code == 0, f.read()[-3000:]
+    assert sorted(exits) == [(0, CRASH_CODE), (1, CRASH_CODE)], exits
     resumed = events(deployment, "resumed_server")
     assert len(resumed) == 1 and dino.start < resumed[0]["step"] < dino.end, resumed
     assert len(events(deployment, "upload")) == 1  # Asked once, before the restart.
@@ -198,7 +234,15 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
       assert row["up_payload"] == row["up_predicted"] and row["up_messages"] >= 4, row
     for row in down:
       assert row["down_payload"] == row["down_predicted"] and row["down_messages"] == 3, row
-    expected = reference.result()
+    expected, expected_rows = reference.result()
+    rows = client_results.gather([deployment.client_dir(k) for k in range(2)])
+    assert [(r["task"], r["eval_set"], r["phase"]) for r in rows] == [
+        (r["task"], r["eval_set"], r["phase"]) for r in expected_rows]
+    for row, want in zip(rows, expected_rows):
+      for metric in ("input/psnr", "output/psnr", "output/ssim"):
+        assert abs(row[metric] - want[metric]) < 1e-3, (metric, row, want)
+    table = client_results.write([deployment.client_dir(k) for k in range(2)], str(tmp_path))
+    assert all(f"| {r['task']} | {r['eval_set']} |" in table for r in expected_rows), table
     server = _flower_server(config, deployment.server_dir)
     assert int(server["step"]) == dino.end
     _assert_close(server["server"]["body"], expected["server"]["body"], "body")
@@ -210,3 +254,33 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
         _assert_close(worker.state[part], want[part], f"client {k} {part}")
       _assert_close(worker.state["body"], expected["server"]["body"], f"client {k} body")
       worker.checkpoints.close()
+
+
+@pytest.mark.slow
+def test_a_client_that_never_uploads_is_left_out_when_the_policy_says_proceed(data_dir,
+                                                                               tmp_path):
+  """Client 1 joins, then dies when asked for its token sets and never comes back; with
+  `flower.on_client_failure=proceed` the server distils on client 0's upload alone, says so
+  in one line, sends the body to client 0 only, and the run ends with client 0's scores."""
+  changes = {"data.data_dir": data_dir, "clients": ["denoising", "deraining"],
+             "flower.on_client_failure": "proceed", "flower.reply_timeout": 20.0}
+  jax_cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
+                              jax_cache) as deployment:
+    deployment.start_superlink()
+    deployment.start_client(0)
+    _start_crashing_client(deployment, 1, "upload")
+    code = deployment.start_run().wait(RUN_TIMEOUT)
+    with open(deployment.log("run")) as f:
+      assert code == 0, f.read()[-3000:]
+    assert deployment.clients[1].poll() == CRASH_CODE
+    failed = events(deployment, "client_failed")
+    assert [(e["step"], e["client"]) for e in failed] == [("upload", 1)], failed
+    no_upload = events(deployment, "no_upload")
+    assert len(no_upload) == 1 and no_upload[0]["clients"] == [1], no_upload
+    assert "proceeds on the token sets of clients [0]" in no_upload[0]["message"]
+    assert events(deployment, "download")[0]["clients"] == [0]
+    assert [e["client"] for e in events(deployment, "client_finished")] == [0]
+    rows = client_results.gather([deployment.client_dir(k) for k in range(2)])
+    assert {r["task"] for r in rows} == {"denoising"} and rows, rows

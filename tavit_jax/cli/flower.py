@@ -141,7 +141,9 @@ def _prepare_data(config) -> None:
 
 def local() -> int:
   """SuperLink + one client process per client + the run, all on this machine."""
-  from tavit_jax.flower.records import summarize  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tavit_jax.flower import client_results
+  from tavit_jax.flower.records import summarize
   config, spec, overrides = _config()
   _prepare_data(config)
   with launch.LocalDeployment(spec, overrides, _path("workdir"), len(config.clients)) as deployment:
@@ -152,6 +154,13 @@ def local() -> int:
     code = deployment.start_run().wait()
     print(f"run ended with code {code} after {time.time() - started:.1f} s")
     print(summarize(deployment.server_dir))
+    clients = [deployment.client_dir(k) for k in range(len(config.clients))]
+    table = client_results.write(clients, deployment.workdir) if code == 0 else None
+    if table:
+      print("\n" + table + f"\n(results.md and results.csv in {deployment.workdir})")
+    elif code == 0:
+      print("no results table: over Flower only the single round's clients score themselves "
+            "(the alternating protocol's body stays on the server)")
   return code
 
 

@@ -14,6 +14,9 @@ the flat body) and status (finished?). One that asks for what is not ready yet i
 its `wait` seconds (a long poll), so the server hears of progress without a stream of
 polls. Checkpoints every `train.checkpoint_every` steps, at each phase's end, with the
 upload (upload.npy) and once the body is whole: a killed client resumes from the last.
+After fine-tuning, the first client of each task scores its task's evaluation sets as
+`tavit-train` does (results.json, results.md and a sample grid in its workdir) before it
+reports itself finished; `tavit-flower local` gathers these into the run's table.
 """
 
 import functools
@@ -25,12 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from tavit_jax import models, protocol, roster
+from tavit_jax import files, models, protocol, roster
 from tavit_jax.data import pipeline
+from tavit_jax.evaluation import report
 from tavit_jax.flower import chunks, settings
 from tavit_jax.flower.worker import client_init, log, permutation_secret, ProtocolError
 from tavit_jax.training import protocols, state as state_lib, step_parts
 from tavit_jax.training.checkpoints import Checkpoints
+from tavit_jax.training.evaluate import evaluate_task
 from tavit_jax.training.protocols import single_round
 
 
@@ -65,6 +70,10 @@ class SingleRoundWorker:
     parts = step_parts.make_parts(self.model, client_tx, server_tx, roster.task_ids(tasks),
                                   step_parts.StepOptions.from_config(config, "loop"))
     self._client_step = jax.jit(parts.client_one)
+    self._restore = jax.jit(parts.restore)
+    # Same-task clients fine-tune alike; tavit-train scores the first of each task.
+    self.evaluates = roster.first_of_each_task(tasks)[self.client.task] == index
+    self.results_path = os.path.join(workdir, "results.json")
     self._upload = jax.jit(functools.partial(single_round.upload_tokens, self.model))
     self.secret = single_round.secret_key(permutation_secret(workdir))
     data = config.data
@@ -95,7 +104,7 @@ class SingleRoundWorker:
     self.body_ready = threading.Event()
     if self.meta["body"]:
       self.body_ready.set()
-    self.finished = self.meta["step"] >= self.bounds["finetune"][1]
+    self.finished = self.meta["step"] >= self.bounds["finetune"][1] and self._evaluated()
     self.error = None
 
   # Training, in a thread of its own.
@@ -145,6 +154,29 @@ class SingleRoundWorker:
       self.changed.notify_all()
     log.info("client %d: upload ready (%d token sets)", self.index, len(self.uploaded))
 
+  def _evaluated(self) -> bool:
+    return not self.evaluates or os.path.exists(self.results_path)
+
+  def _evaluate(self) -> None:
+    """The task's evaluation sets after fine-tuning, as tavit-train's last evaluation."""
+    phase = next(p for p in self.phases if p.kind == "finetune")
+    s, config = self.state, self.config
+    restore = lambda patches: np.asarray(self._restore(s["head"], s["tail"], s["body"], patches,
+                                                       self.task))
+    rows, samples = evaluate_task(restore, self.client.task, config.eval, suite=config.data.suite,
+                                  seed=config.seed, patch_size=config.data.patch_size,
+                                  data_dir=config.data.data_dir,
+                                  eval_split=config.data.get("eval_split", "test"))
+    rows = [{"phase": phase.index, "phase_name": phase.name, "step": phase.end, **row}
+            for row in rows]
+    report.write_tables(rows, self.workdir)
+    report.save_sample_grid(samples, os.path.join(self.workdir, "samples",
+                                                  f"phase_{phase.index:02d}.png"))
+    files.write_json_atomic(self.results_path, rows)  # Last: its presence means evaluated.
+    log.info("client %d: %s", self.index, "; ".join(
+        f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB"
+        for r in rows))
+
   def _run(self) -> None:
     try:
       self._train("local")
@@ -152,6 +184,8 @@ class SingleRoundWorker:
       self.body_ready.wait()
       self._train("finetune")
       log.info("client %d: fine-tuning finished at step %d", self.index, self.meta["step"])
+      if not self._evaluated():
+        self._evaluate()
       with self.changed:
         self.finished = True
         self.changed.notify_all()

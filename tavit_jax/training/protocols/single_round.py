@@ -58,6 +58,9 @@ class SingleRound(Protocol):
     if config.train.get("body_from") is not None:
       raise TavitError("train.body_from needs train.mode=alternating, simultaneous or "
                        "end_to_end (the single round trains its body by DINO from the start)")
+    if config.train.get("token_keep", 1.0) < 1:
+      raise TavitError("train.token_keep < 1 is not applied by train.mode=single_round: its "
+                       "upload sends every token of each sample; leave train.token_keep at 1")
 
   def init_state(self, model, config, state, server_tx):
     return init(model, state, config, server_tx, jax.random.PRNGKey(config.seed + 1))
