@@ -31,7 +31,7 @@ from tavit_jax.training.checkpoints import Checkpoints
 from tavit_jax.training.loop import train_and_evaluate
 from tavit_jax.training.protocols import single_round
 from flower_crashing_client import CRASH_CODE
-from test_flower import events, RTOL, ATOL, RUN_TIMEOUT, wait_until
+from test_flower import events, jax_cache, RTOL, ATOL, RUN_TIMEOUT, wait_until  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "single_round.py") + ":tiny"
@@ -173,7 +173,8 @@ def _assert_close(actual, expected, what):
 
 
 @pytest.mark.slow
-def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp_path):
+def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, jax_cache,
+                                                                   tmp_path):
   """Two clients; uploads in 4 messages and the body in 3 (a small `flower.chunk_bytes`);
   client 0 dies in local training and client 1 in fine-tuning (tests/flower_crashing_client.py)
   and both are started again; the SuperLink with its ServerApp killed during
@@ -186,8 +187,6 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
              "train.single_round.dino_steps": dino_steps, "train.checkpoint_every": every}
   config = settings.load_config(CONFIG, changes)
   dino = next(p for p in protocols.make_schedule(config.train, 2) if p.kind == "dino")
-  jax_cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
                               jax_cache) as deployment, \
       concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -257,15 +256,13 @@ def test_the_single_round_over_flower_ends_like_the_in_process_run(data_dir, tmp
 
 
 @pytest.mark.slow
-def test_a_client_that_never_uploads_is_left_out_when_the_policy_says_proceed(data_dir,
-                                                                               tmp_path):
+def test_a_client_that_never_uploads_is_left_out_when_the_policy_says_proceed(
+    data_dir, jax_cache, tmp_path):
   """Client 1 joins, then dies when asked for its token sets and never comes back; with
   `flower.on_client_failure=proceed` the server distils on client 0's upload alone, says so
   in one line, sends the body to client 0 only, and the run ends with client 0's scores."""
   changes = {"data.data_dir": data_dir, "clients": ["denoising", "deraining"],
              "flower.on_client_failure": "proceed", "flower.reply_timeout": 20.0}
-  jax_cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   with launch.LocalDeployment(CONFIG, changes, str(tmp_path / "flower"), 2,
                               jax_cache) as deployment:
     deployment.start_superlink()
