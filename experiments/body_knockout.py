@@ -67,7 +67,7 @@ def _main(argv):
   tasks = list(roster.first_of_each_task(sources.read_config(workdir)["clients"]))
   lines = [f"`python experiments/body_knockout.py --workdir={_WORKDIR.value}`", "",
            f"Output PSNR (dB) on the {_SPLIT.value} images of each task's first client of "
-           f"{workdir}, with its body replaced at evaluation only.", "",
+           f"{_WORKDIR.value}, with its body replaced at evaluation only.", "",
            "| task / set | input | " + " | ".join(VARIANTS) + " |",
            "|---|---|" + "---|" * len(VARIANTS)]
   for task in tasks:
