@@ -128,6 +128,12 @@ def _phase_table(rows: Sequence[Row]) -> List[str]:
   return lines
 
 
+def psnr_summary(rows: Sequence[Row]) -> str:
+  """One line of input → output PSNR per eval set, for logs and progress bars."""
+  return "; ".join(f"{r['task']} {r['eval_set']} {_fmt(r.get('input/psnr'), 2)}→"
+                   f"{_fmt(r.get('output/psnr'), 2)} dB" for r in rows)
+
+
 def write_tables(rows: Sequence[Row], out_dir: str, footer: Sequence[str] = ()) -> str:
   """Writes results.csv (every row and key) and results.md (ending with `footer`'s
   Markdown lines); returns the Markdown."""

@@ -173,9 +173,7 @@ class SingleRoundWorker:
     report.save_sample_grid(samples, os.path.join(self.workdir, "samples",
                                                   f"phase_{phase.index:02d}.png"))
     files.write_json_atomic(self.results_path, rows)  # Last: its presence means evaluated.
-    log.info("client %d: %s", self.index, "; ".join(
-        f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB"
-        for r in rows))
+    log.info("client %d: %s", self.index, report.psnr_summary(rows))
 
   def _run(self) -> None:
     try:

@@ -119,11 +119,6 @@ def _non_finite(names: list[str], scalars: dict) -> str:
   return f"{names[0]} is {scalars[names[0]]}"
 
 
-def _phase_summary(phase, rows) -> str:
-  parts = [f"{r['task']} {r['eval_set']} {r['input/psnr']:.2f}→{r['output/psnr']:.2f} dB" for r in rows]
-  return f"{phase.name}: " + "; ".join(parts)
-
-
 def _evaluate(steps, state, config, phase, step, primary, results, writer, workdir, say) -> None:
   """After a phase: every task's test sets, recorded with a sample grid (primary only)."""
   every_client = distributed.gather(state)  # Across processes: all of it, everywhere.
@@ -134,7 +129,7 @@ def _evaluate(steps, state, config, phase, step, primary, results, writer, workd
                               for k, v in r.items() if "/" in k})
   results.record(phase, step, rows)
   report.save_sample_grid(samples, os.path.join(workdir, "samples", f"phase_{phase.index:02d}.png"))
-  say(_phase_summary(phase, rows))
+  say(f"{phase.name}: {report.psnr_summary(rows)}")
 
 
 @dataclasses.dataclass
