@@ -134,9 +134,8 @@ def _in_process(config, workdir):
 
 def _start_crashing_client(deployment, k: int, crash_in: str) -> None:
   """Client k as tests/flower_crashing_client.py, dying once where `crash_in` says."""
-  deployment.clients[k] = launch.start(deployment.client_command(k, (CRASHING_CLIENT,)),
-                                       deployment.log(f"client{k}"),
-                                       {**deployment.env, "TAVIT_TEST_CRASH_IN": crash_in})
+  deployment.start_client(k, deployment.client_command(k, (CRASHING_CLIENT,)),
+                          {"TAVIT_TEST_CRASH_IN": crash_in})
 
 
 def _restart_when_dead(deployment, crash_in: dict, stopping: threading.Event,

@@ -365,9 +365,12 @@ class LocalDeployment:
             f"--superlink={self.address}",
             *(config_files.override_flag(key, value) for key, value in self.overrides.items())]
 
-  def start_client(self, k: int, command: Optional[list[str]] = None) -> None:
+  def start_client(self, k: int, command: Optional[list[str]] = None,
+                   env: Optional[dict] = None) -> None:
+    """Client k's process (`command`: another than `tavit-flower client`; `env`: added to
+    the deployment's environment for this client only)."""
     self.clients[k] = start(command or self.client_command(k), self.log(f"client{k}"),
-                                   self.env)
+                            {**self.env, **(env or {})})
 
   def stop_client(self, k: int, kill: bool = False) -> None:
     stop(self.clients.pop(k), kill=kill)
